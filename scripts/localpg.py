@@ -1,0 +1,603 @@
+#!/usr/bin/env python3
+"""Throwaway local PostgreSQL clusters for tests, demos and CI.
+
+A cluster lives in one directory (``--datadir DIR``)::
+
+    DIR/localpg.json   port + superuser password (mode 0600), so later processes can reconnect
+    DIR/postgres.log   server log
+    DIR/pgdata/        the real PGDATA, created by initdb on first start
+
+The server listens on 127.0.0.1 only, on a free port picked at first start and kept
+afterwards. Durability is switched off (fsync=off): data survives clean restarts, not crashes.
+
+Module use::
+
+    from localpg import LocalPostgres
+    pg = LocalPostgres(Path("/tmp/pg")).start()
+    dsn = pg.create_database("demo")
+    pg.stop()
+
+CLI (``--datadir DIR`` everywhere except ensure-server)::
+
+    python scripts/localpg.py start --datadir DIR [--port N]  # JSON: host, port, password, dsn
+    python scripts/localpg.py stop --datadir DIR [--mode fast]
+    python scripts/localpg.py status --datadir DIR            # JSON; exit 0 running, 3 not
+    python scripts/localpg.py env --datadir DIR               # `export PGHOST=...` lines
+    python scripts/localpg.py createdb --datadir DIR NAME [--drop]  # prints the DSN
+    python scripts/localpg.py ensure-server   # print bindir; as root apt-installs if missing
+
+Stdlib only; psycopg is used when importable, otherwise the server's own psql.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import pwd
+import re
+import secrets
+import shlex
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+PG_LIB_ROOT = Path("/usr/lib/postgresql")  # Debian/Ubuntu layout: <root>/<major>/bin
+SERVER_USER = "postgres"  # postgres refuses to run as root; root runs it as this user
+STATE_FILE = "localpg.json"
+LOG_FILE = "postgres.log"
+PGDATA_DIR = "pgdata"
+BINDIR_ENV = "LOCALPG_BINDIR"  # escape hatch for non-Debian installs
+# Unix socket paths must fit sockaddr_un.sun_path (108 bytes incl. NUL); keep some headroom.
+_SOCKET_PATH_MAX = 100
+_PG_CTL_TIMEOUT = 60
+_BIND_ERRORS = ("could not bind", "could not create any TCP/IP sockets")
+INSTALL_HINT = (
+    "install the PostgreSQL server (Debian/Ubuntu: `sudo apt-get install -y postgresql`) "
+    f"or set {BINDIR_ENV} to a directory containing initdb and pg_ctl"
+)
+
+
+class LocalPostgresError(RuntimeError):
+    """Anything that prevents a local cluster from being found, created, started or stopped."""
+
+
+# --------------------------------------------------------------------------- binaries
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", name))
+
+
+def _has_server(bindir: Path) -> bool:
+    return all(
+        (bindir / exe).is_file() and os.access(bindir / exe, os.X_OK)
+        for exe in ("initdb", "pg_ctl")
+    )
+
+
+def find_bindir(root: Path = PG_LIB_ROOT, pg_config: str | None = "pg_config") -> Path | None:
+    """Newest ``<root>/<version>/bin`` holding initdb and pg_ctl, else ``pg_config --bindir``.
+
+    ``pg_config=None`` skips the pg_config fallback (used by tests).
+    """
+    if root.is_dir():
+        versions = [p for p in root.iterdir() if p.is_dir() and _version_key(p.name)]
+        # Numeric sort so that 9.6 < 13 < 16.
+        for vdir in sorted(versions, key=lambda p: _version_key(p.name), reverse=True):
+            if _has_server(vdir / "bin"):
+                return vdir / "bin"
+    exe = shutil.which(pg_config) if pg_config else None
+    if exe:
+        try:
+            out = subprocess.run(
+                [exe, "--bindir"], capture_output=True, text=True, timeout=30, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        # libpq-dev ships pg_config without the server, so check what it points at.
+        if out and _has_server(Path(out)):
+            return Path(out)
+    return None
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _tail(text: str, lines: int = 30) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def _apt_install_postgres() -> None:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql"],
+    ):
+        print(f"localpg: running {' '.join(cmd)}", file=sys.stderr)
+        proc = subprocess.run(
+            cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            raise LocalPostgresError(
+                f"`{' '.join(cmd)}` failed (exit {proc.returncode}):\n"
+                f"{_tail(proc.stdout + proc.stderr)}"
+            )
+
+
+def ensure_bindir(
+    root: Path = PG_LIB_ROOT, pg_config: str | None = "pg_config", install: bool | None = None
+) -> Path:
+    """Server binary directory; installs Debian's ``postgresql`` when missing.
+
+    ``install=None`` means: install only if we are root and apt-get exists.
+    """
+    override = os.environ.get(BINDIR_ENV)
+    if override:
+        if _has_server(Path(override)):
+            return Path(override)
+        raise LocalPostgresError(f"{BINDIR_ENV}={override} does not contain initdb and pg_ctl")
+    found = find_bindir(root, pg_config)
+    if found:
+        return found
+    if install is None:
+        install = _is_root() and shutil.which("apt-get") is not None
+    if not install:
+        raise LocalPostgresError(
+            f"PostgreSQL server binaries (initdb, pg_ctl) not found in {root}/<version>/bin "
+            f"or via pg_config; {INSTALL_HINT}"
+        )
+    _apt_install_postgres()
+    found = find_bindir(root, pg_config)
+    if not found:
+        raise LocalPostgresError(f"installed postgresql but still no initdb/pg_ctl in {root}")
+    return found
+
+
+# --------------------------------------------------------------------------- ports
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # Postgres binds with SO_REUSEADDR too, so TIME_WAIT leftovers must not count as busy.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _import_psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        return None
+    return psycopg
+
+
+def _conf_quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+class LocalPostgres:
+    """One throwaway cluster rooted at ``datadir`` (see module docstring for the layout)."""
+
+    host: str = "127.0.0.1"
+    user: str = "postgres"
+
+    def __init__(self, datadir: Path, port: int | None = None) -> None:
+        self.datadir = Path(datadir).expanduser().absolute()
+        self.pgdata = self.datadir / PGDATA_DIR
+        self.state_file = self.datadir / STATE_FILE
+        self.log_file = self.datadir / LOG_FILE
+        state = self._load_state()
+        # An explicit port is a promise to the caller: never silently move to another one.
+        self._port_fixed = port is not None
+        self.port: int = port or int(state.get("port") or 0) or _free_port()
+        self.password: str = state.get("password") or secrets.token_urlsafe(24)
+        self._has_state = bool(state)
+        self._bindir: Path | None = None
+
+    def __repr__(self) -> str:
+        return f"LocalPostgres(datadir={str(self.datadir)!r}, port={self.port})"
+
+    # ------------------------------------------------------------------ public API
+
+    def start(self) -> LocalPostgres:
+        """initdb if needed, start the server and wait until it accepts TCP connections."""
+        return self._start(allow_new_port=not self._port_fixed)
+
+    def stop(self, mode: str = "fast") -> None:
+        """``pg_ctl stop -m mode``; a no-op when the server is not running."""
+        if mode not in ("smart", "fast", "immediate"):
+            raise ValueError(f"unknown shutdown mode {mode!r}")
+        if not self.is_running():
+            return
+        proc = self._pg_ctl("stop", "-m", mode, "-w", "-t", str(_PG_CTL_TIMEOUT))
+        if proc.returncode != 0 and self.is_running():
+            raise LocalPostgresError(
+                f"pg_ctl stop failed (exit {proc.returncode}): {_tail(proc.stdout + proc.stderr)}"
+            )
+
+    def restart(self) -> None:
+        """Stop and start again on the same port (error if that port got taken meanwhile)."""
+        self.stop()
+        self._start(allow_new_port=False)
+
+    def is_running(self) -> bool:
+        if not (self.pgdata / "PG_VERSION").is_file():
+            return False
+        try:
+            self._resolve_bindir(install=False)  # never install packages just to ask
+        except LocalPostgresError:
+            return False  # no server binaries -> nothing of ours can be running
+        # pg_ctl status: 0 running, 3 not running, 4 no/invalid data directory.
+        return self._pg_ctl("status").returncode == 0
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        return (
+            f"postgresql://{quote(self.user, safe='')}:{quote(self.password, safe='')}"
+            f"@{self.host}:{self.port}/{quote(dbname, safe='')}"
+        )
+
+    def create_database(self, name: str, drop: bool = False) -> str:
+        """Create ``name`` unless it exists (``drop=True``: recreate it empty); return its DSN."""
+        if not name or len(name.encode()) > 63:
+            # Postgres would silently truncate longer names, making the returned DSN wrong.
+            raise ValueError(f"database name must be 1..63 bytes: {name!r}")
+        psycopg = _import_psycopg()
+        if psycopg is not None:
+            from psycopg import sql
+
+            with psycopg.connect(self.dsn(), autocommit=True, connect_timeout=10) as conn:
+                ident = sql.Identifier(name)
+                if drop:
+                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+                exists = conn.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+                ).fetchone()
+                if not exists:
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(ident))
+        else:
+            self._psql_create_database(name, drop)
+        return self.dsn(name)
+
+    def env(self, prefix: str = "PG", dbname: str | None = None) -> dict[str, str]:
+        """Connection settings as env vars: ``env("PG")`` -> PGHOST, PGPORT, PGUSER, PGPASSWORD."""
+        out = {
+            f"{prefix}HOST": self.host,
+            f"{prefix}PORT": str(self.port),
+            f"{prefix}USER": self.user,
+            f"{prefix}PASSWORD": self.password,
+        }
+        if dbname is not None:
+            out[f"{prefix}DATABASE"] = dbname
+        return out
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "dsn": self.dsn(),
+            "datadir": str(self.datadir),
+            "log": str(self.log_file),
+        }
+
+    # ------------------------------------------------------------------ internals
+
+    def _start(self, allow_new_port: bool) -> LocalPostgres:
+        if (self.pgdata / "PG_VERSION").is_file() and not self._has_state:
+            raise LocalPostgresError(
+                f"{self.pgdata} exists but {self.state_file} (port, password) is missing; "
+                "delete the directory to start over"
+            )
+        if self.is_running():  # e.g. started by an earlier CLI call
+            return self
+        self._resolve_bindir()
+        self._prepare_dirs()
+        if not (self.pgdata / "PG_VERSION").is_file():
+            self._initdb()
+        attempts = 3 if allow_new_port else 1
+        for attempt in range(attempts):
+            if allow_new_port and not _port_free(self.port):
+                self.port = _free_port()
+            self._save_state()
+            log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+            proc = self._pg_ctl(
+                "start", "-w", "-t", str(_PG_CTL_TIMEOUT), "-l", str(self.log_file),
+                "-o", f"-c port={self.port}",
+            )  # fmt: skip
+            if proc.returncode == 0 and self._wait_accepting():
+                return self
+            log_tail = self._read_log(log_offset)
+            with contextlib.suppress(LocalPostgresError):
+                self.stop("immediate")  # don't leave a half-started server behind
+            if (
+                allow_new_port
+                and attempt + 1 < attempts
+                and any(e in log_tail for e in _BIND_ERRORS)
+            ):
+                self.port = _free_port()  # lost a race for the port; try another one
+                continue
+            raise LocalPostgresError(
+                f"postgres failed to start on {self.host}:{self.port} "
+                f"(pg_ctl exit {proc.returncode}: {(proc.stdout + proc.stderr).strip()})\n"
+                f"--- last lines of {self.log_file} ---\n{log_tail}"
+            )
+        raise AssertionError("unreachable")
+
+    def _resolve_bindir(self, install: bool | None = None) -> Path:
+        if self._bindir is None:
+            version_file = self.pgdata / "PG_VERSION"
+            if version_file.is_file():
+                # An existing cluster needs binaries of its own major version, not the newest.
+                same = PG_LIB_ROOT / version_file.read_text().strip() / "bin"
+                if _has_server(same) and not os.environ.get(BINDIR_ENV):
+                    self._bindir = same
+                    return same
+            self._bindir = ensure_bindir(install=install)
+        return self._bindir
+
+    def _server_user(self) -> pwd.struct_passwd | None:
+        """The account that runs initdb/pg_ctl: ourselves, or SERVER_USER when we are root."""
+        if not _is_root():
+            return None
+        try:
+            return pwd.getpwnam(SERVER_USER)
+        except KeyError:
+            pass
+        # Normally created by the Debian package; make one for source/other installs.
+        proc = subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home",
+             "--home-dir", "/var/lib/postgresql", "--shell", "/usr/sbin/nologin", SERVER_USER],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise LocalPostgresError(f"cannot create system user {SERVER_USER!r}: {proc.stderr}")
+        return pwd.getpwnam(SERVER_USER)
+
+    def _prepare_dirs(self) -> None:
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        owner = self._server_user()
+        if owner is not None:
+            # The server user must be able to reach DIR (pytest's /tmp/pytest-of-root is 0700):
+            # add search-only permission (o+x, no listing) to every ancestor that lacks it.
+            for path in (self.datadir, *self.datadir.parents):
+                mode = path.stat().st_mode
+                if not mode & stat.S_IXOTH:
+                    path.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+        if self.pgdata.exists() and not (self.pgdata / "PG_VERSION").is_file():
+            shutil.rmtree(self.pgdata)  # leftovers of an interrupted initdb
+        self.pgdata.mkdir(mode=0o700, exist_ok=True)
+        self.log_file.touch(mode=0o600, exist_ok=True)
+        if owner is not None:
+            os.chown(self.pgdata, owner.pw_uid, owner.pw_gid)
+            os.chown(self.log_file, owner.pw_uid, owner.pw_gid)
+
+    def _initdb(self) -> None:
+        self._save_state()  # before initdb, so the password is never lost
+        pwfile = self.datadir / ".pwfile"
+        owner = self._server_user()
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            if owner is not None:
+                os.fchown(fd, owner.pw_uid, owner.pw_gid)
+            os.write(fd, (self.password + "\n").encode())
+        finally:
+            os.close(fd)
+        try:
+            proc = self._run_server_cmd(
+                [str(self._resolve_bindir() / "initdb"), "-D", str(self.pgdata),
+                 "-U", self.user, f"--pwfile={pwfile}",
+                 "--auth-local=trust", "--auth-host=scram-sha-256",
+                 "-E", "UTF8", "--locale=C", "--no-sync"],
+                timeout=300,
+            )  # fmt: skip
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if proc.returncode != 0:
+            raise LocalPostgresError(
+                f"initdb failed (exit {proc.returncode}):\n{_tail(proc.stdout + proc.stderr)}"
+            )
+        socket_dir = str(self.pgdata)
+        if len(socket_dir) + len("/.s.PGSQL.65535") > _SOCKET_PATH_MAX:
+            socket_dir = ""  # too long for a unix socket: TCP only (all we use anyway)
+        settings = {
+            "listen_addresses": "'127.0.0.1'",
+            "unix_socket_directories": _conf_quote(socket_dir),
+            # Throwaway cluster: trade durability for speed.
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            "shared_buffers": "'32MB'",
+            "max_connections": "50",
+        }
+        with (self.pgdata / "postgresql.conf").open("a") as conf:
+            conf.write("\n# --- added by scripts/localpg.py ---\n")
+            conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+
+    def _server_env(self) -> dict[str, str]:
+        # PGPORT/PGDATA/... from the caller's shell would override our explicit settings.
+        return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+
+    def _run_server_cmd(
+        self, args: Sequence[str], timeout: float = _PG_CTL_TIMEOUT + 30
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a server program, dropping to SERVER_USER when we are root."""
+        args = list(args)
+        kwargs: dict[str, Any] = {}
+        owner = self._server_user()
+        if owner is not None:
+            runuser = shutil.which("runuser")
+            if runuser:
+                args = [runuser, "-u", owner.pw_name, "--", *args]
+            else:  # non-util-linux systems: let Python switch ids itself
+                kwargs = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []}
+        try:
+            return subprocess.run(
+                args,
+                cwd=self.datadir,  # the server user may not be able to access our cwd
+                env=self._server_env(),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                **kwargs,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise LocalPostgresError(f"timed out after {timeout}s: {shlex.join(args)}") from exc
+
+    def _pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        pg_ctl = str(self._resolve_bindir() / "pg_ctl")
+        return self._run_server_cmd([pg_ctl, "-D", str(self.pgdata), *args])
+
+    def _wait_accepting(self, timeout: float = 30.0) -> bool:
+        # pg_ctl -w already waits for "ready"; this double-checks the TCP listener we hand out.
+        pg_isready = self._resolve_bindir() / "pg_isready"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if pg_isready.is_file():
+                rc = subprocess.run(
+                    [str(pg_isready), "-q", "-h", self.host, "-p", str(self.port), "-t", "2"],
+                    env=self._server_env(), stdin=subprocess.DEVNULL, check=False,
+                ).returncode  # fmt: skip
+                if rc == 0:
+                    return True
+            else:
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection((self.host, self.port), 2),
+                ):
+                    return True
+            time.sleep(0.1)
+        return False
+
+    def _read_log(self, offset: int, lines: int = 30) -> str:
+        try:
+            with self.log_file.open("rb") as fh:
+                fh.seek(offset)
+                return _tail(fh.read().decode(errors="replace"), lines)
+        except OSError as exc:
+            return f"(cannot read log: {exc})"
+
+    def _load_state(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self.state_file.read_text()))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise LocalPostgresError(f"cannot read {self.state_file}: {exc}") from exc
+
+    def _save_state(self) -> None:
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        state = {"host": self.host, "port": self.port, "user": self.user, "password": self.password}
+        tmp = self.state_file.with_suffix(".tmp")
+        # Created 0600 from the start: the password must never be world readable.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(state, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, self.state_file)
+        self._has_state = True
+
+    def _psql_create_database(self, name: str, drop: bool) -> None:
+        ident = '"' + name.replace('"', '""') + '"'
+        literal = "'" + name.replace("'", "''") + "'"
+        script = ""
+        if drop:
+            script += f"DROP DATABASE IF EXISTS {ident} WITH (FORCE);\n"
+        # \gexec runs the generated CREATE outside a transaction block, only if missing.
+        script += (
+            f"SELECT 'CREATE DATABASE ' || quote_ident({literal}) "
+            f"WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = {literal})\\gexec\n"
+        )
+        psql = str(self._resolve_bindir() / "psql")
+        proc = subprocess.run(
+            [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", self.host, "-p", str(self.port),
+             "-U", self.user, "-d", "postgres"],
+            input=script, capture_output=True, text=True, timeout=120, check=False,
+            env={**self._server_env(), "PGPASSWORD": self.password},
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise LocalPostgresError(f"creating database {name!r} failed: {proc.stderr.strip()}")
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="localpg.py", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    def cluster_cmd(name: str, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--datadir", type=Path, required=True, help="cluster directory")
+        return sp
+
+    cluster_cmd("start", "init (if needed) and start; print JSON").add_argument("--port", type=int)
+    cluster_cmd("stop", "stop if running").add_argument(
+        "--mode", default="fast", choices=["smart", "fast", "immediate"]
+    )
+    cluster_cmd("status", "print JSON; exit 0 if running, 3 if not")
+    env_p = cluster_cmd("env", "print `export PG...=...` lines")
+    env_p.add_argument("--prefix", default="PG")
+    env_p.add_argument("--dbname")
+    db_p = cluster_cmd("createdb", "create a database; print its DSN")
+    db_p.add_argument("name")
+    db_p.add_argument("--drop", action="store_true", help="drop and recreate if it exists")
+    sub.add_parser("ensure-server", help="print the server bindir; apt-install it when root")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.cmd == "ensure-server":
+            print(ensure_bindir())
+            return 0
+        pg = LocalPostgres(args.datadir, port=getattr(args, "port", None))
+        if args.cmd == "start":
+            print(json.dumps(pg.start().info(), indent=2))
+        elif args.cmd == "stop":
+            pg.stop(args.mode)
+        elif args.cmd == "status":
+            running = pg.is_running()
+            initialized = (pg.pgdata / "PG_VERSION").is_file()
+            info = pg.info() if pg.state_file.exists() else {"datadir": str(pg.datadir)}
+            print(json.dumps({"running": running, "initialized": initialized, **info}, indent=2))
+            return 0 if running else 3
+        elif args.cmd in ("env", "createdb"):
+            if not pg.state_file.exists():
+                raise LocalPostgresError(f"no cluster in {pg.datadir}; run `start` first")
+            if args.cmd == "env":
+                for key, value in pg.env(args.prefix, args.dbname).items():
+                    print(f"export {key}={shlex.quote(value)}")
+            else:
+                print(pg.create_database(args.name, drop=args.drop))
+    except LocalPostgresError as exc:
+        print(f"localpg: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
