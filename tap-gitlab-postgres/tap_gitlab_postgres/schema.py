@@ -1,0 +1,122 @@
+"""Postgres result columns -> Singer JSON schema, and the SQL that renders each as JSON.
+
+Rows are turned into JSON by Postgres itself (``row_to_json``), so every column gets a
+SQL expression here that makes its JSON form exact and target-friendly: timestamps in
+UTC with an offset, numerics without float rounding, bytea as hex, json as text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+INTEGER_TYPES = {"int2", "int4", "int8", "oid"}
+FLOAT_TYPES = {"float4", "float8"}
+STRING_TYPES = {"text", "varchar", "bpchar", "char", "name", "citext", "unknown"}
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class PgType:
+    """What Postgres says about one type (domains already resolved to their base)."""
+
+    name: str
+    kind: str  # pg_type.typtype: b base, e enum, c composite, r range, ...
+    element: PgType | None = None  # for arrays
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    pg_type: PgType
+
+    @property
+    def type_label(self) -> str:
+        """Stable type name for the schema fingerprint."""
+        t = self.pg_type
+        return f"{t.element.name}[]" if t.element else t.name
+
+    def json_schema(self) -> dict:
+        return _nullable(_schema_for(self.pg_type))
+
+    def json_sql(self, ref: str) -> str:
+        """SQL expression rendering column reference ``ref`` as its JSON value."""
+        return _sql_for(self.pg_type, ref)
+
+
+def _nullable(schema: dict) -> dict:
+    types = schema.get("type")
+    if isinstance(types, str):
+        schema = {**schema, "type": [types, "null"]}
+    return schema
+
+
+def _schema_for(t: PgType) -> dict:
+    if t.element is not None:
+        items = _schema_for(t.element) if _keeps_json_form(t.element) else {"type": "string"}
+        return {"type": "array", "items": _nullable(items)}
+    name = t.name
+    if name in INTEGER_TYPES:
+        return {"type": "integer"}
+    if name == "numeric" or name in FLOAT_TYPES:
+        return {"type": "number"}
+    if name == "bool":
+        return {"type": "boolean"}
+    if name in {"timestamp", "timestamptz"}:
+        return {"type": "string", "format": "date-time"}
+    if name == "date":
+        return {"type": "string", "format": "date"}
+    if name in {"time", "timetz"}:
+        return {"type": "string", "format": "time"}
+    if name == "uuid":
+        return {"type": "string", "format": "uuid"}
+    if name in {"json", "jsonb"}:
+        # Kept as JSON text, as pgp did: every warehouse can parse it downstream.
+        return {"type": "string", "contentMediaType": "application/json"}
+    if name == "bytea":
+        return {"type": "string", "contentEncoding": "base16"}
+    return {"type": "string"}
+
+
+def _sql_for(t: PgType, ref: str) -> str:
+    if t.element is not None:
+        # Arrays of anything but plain scalars: elements as text keep them exact and portable.
+        return ref if _keeps_json_form(t.element) else f"{ref}::text[]"
+    name = t.name
+    if name in INTEGER_TYPES or name in STRING_TYPES or name in {"bool", "date", "uuid"}:
+        return ref
+    if name == "numeric":
+        # NaN has no JSON form; Postgres treats NaN = NaN, so NULLIF catches it.
+        return f"NULLIF({ref}, 'NaN'::numeric)"
+    if name in FLOAT_TYPES:
+        return f"CASE WHEN {ref} IN ('NaN', 'Infinity', '-Infinity') THEN NULL ELSE {ref} END"
+    if name == "timestamp":
+        # GitLab stores naive UTC; the session runs in UTC so this renders +00:00.
+        return f"({ref} AT TIME ZONE 'UTC')"
+    if name == "timestamptz":
+        return ref
+    if name in {"json", "jsonb"}:
+        return f"{ref}::text"
+    if name == "bytea":
+        return f"encode({ref}, 'hex')"
+    if t.kind == "c":
+        return f"{ref}::text"  # row_to_json would nest a composite as an object
+    # Everything else (enums, inet, money, ...) renders through its own output function,
+    # which is what its text form means to Postgres users (inet without a /32 suffix).
+    return ref
+
+
+def _keeps_json_form(t: PgType) -> bool:
+    return t.element is None and (
+        t.name in INTEGER_TYPES | FLOAT_TYPES | STRING_TYPES | {"numeric", "bool"}
+    )
+
+
+def fingerprint(columns: list[Column]) -> str:
+    """Hash of column names and types: a change means the warehouse copy must be rebuilt."""
+    payload = json.dumps([[c.name, c.type_label] for c in columns])
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -1,0 +1,152 @@
+"""tap-gitlab-postgres: every table of a pgp manifest becomes a Singer stream."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from singer_sdk import Tap
+from singer_sdk import typing as th
+
+from tap_gitlab_postgres.allowlist import AllowListError, AllowLists
+from tap_gitlab_postgres.client import ConnectionSettings, SourceDatabase, SourceError, first_line
+from tap_gitlab_postgres.manifest import ManifestError, load_connection_file, load_manifest
+from tap_gitlab_postgres.streams import PgpStream, RunSettings
+
+DEFAULT_PROJECTS_CSV = "transform/seeds/internal_gitlab_projects.csv"
+DEFAULT_NAMESPACES_CSV = "transform/seeds/internal_gitlab_namespaces.csv"
+
+
+class StreamsFailed(Exception):
+    """Some streams failed; the others finished and their state was emitted."""
+
+
+class TapGitlabPostgres(Tap):
+    name = "tap-gitlab-postgres"
+
+    config_jsonschema = th.PropertiesList(
+        th.Property("manifest_path", th.StringType, required=True,
+                    description="Path of the pgp manifest (YAML) whose tables become streams."),
+        th.Property("connection_info_path", th.StringType,
+                    description="GitLab's split connection file (blocks "
+                    "postgres_source_connection_<database_type>) naming env variables."),
+        th.Property("database_type", th.StringType,
+                    description="Keep only manifest tables of this database_type (main, ci, ...)."),
+        th.Property("host", th.StringType, description="Source host; default from the manifest's env."),
+        th.Property("port", th.IntegerType, description="Source port; default from the manifest's env."),
+        th.Property("user", th.StringType, description="Source user; default from the manifest's env."),
+        th.Property("password", th.StringType, secret=True,
+                    description="Source password; default from the manifest's env."),
+        th.Property("database", th.StringType, description="Source database; default from the manifest's env."),
+        th.Property("sslmode", th.StringType, description="libpq sslmode (default prefer)."),
+        th.Property("statement_timeout", th.IntegerType,
+                    description="Statement timeout on the source in milliseconds."),
+        th.Property("execution_date", th.DateTimeType,
+                    description="End bound of incremental windows (default: now)."),
+        th.Property("lookback_minutes", th.IntegerType, default=30,
+                    description="Overlap before the bookmark where each incremental run starts."),
+        th.Property("max_window_hours", th.NumberType, default=96,
+                    description="Longest incremental window; state is checkpointed after each."),
+        th.Property("chunk_size", th.IntegerType, default=500_000,
+                    description="Rows per primary-key chunk of full syncs and load_by_id."),
+        th.Property("test_rows", th.IntegerType, default=0,
+                    description="Test load: only the first N rows of new or changed streams."),
+        th.Property("task_instance", th.StringType,
+                    description="Value of _task_instance (default: the run's UTC start time)."),
+        th.Property("internal_projects_csv", th.StringType, default=DEFAULT_PROJECTS_CSV,
+                    description="Allow list behind {INTERNAL_PROJECT_IDS} / _PATHS."),
+        th.Property("internal_namespaces_csv", th.StringType, default=DEFAULT_NAMESPACES_CSV,
+                    description="Allow list behind {INTERNAL_NAMESPACE_IDS} / _PATHS."),
+    ).to_dict()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.failures: list[str] = []
+        super().__init__(*args, **kwargs)
+
+    def discover_streams(self) -> list[PgpStream]:
+        config = self.config
+        manifest = load_manifest(config["manifest_path"], config.get("database_type"))
+        env_names = manifest.connection_env
+        if env_names is None and config.get("connection_info_path"):
+            if not config.get("database_type"):
+                raise ManifestError(["setting 'connection_info_path' needs 'database_type'"])
+            env_names = load_connection_file(config["connection_info_path"], config["database_type"])
+        source = SourceDatabase(ConnectionSettings.resolve(config, env_names))
+        run = self._run_settings(uses_allow_lists=any(
+            p.startswith("INTERNAL_") for t in manifest.tables for p in t.placeholders
+        ))
+        streams = []
+        for table in manifest.tables:
+            where = f"{table.source_file.name}: table '{table.key}'"
+            try:
+                columns = source.describe_columns(table.query.probe_sql(run.allow))
+            except psycopg.Error as exc:
+                self.record_failure(table.stream_name, f"{where}: {first_line(exc)}")
+                continue
+            names = [c.name for c in columns]
+            duplicated = sorted({n for n in names if names.count(n) > 1})
+            if duplicated:
+                self.record_failure(table.stream_name, f"{where}: duplicate columns {duplicated}")
+            elif table.primary_key not in names:
+                self.record_failure(
+                    table.stream_name,
+                    f"{where}: primary key '{table.primary_key}' is not a column of the query",
+                )
+            else:
+                streams.append(PgpStream(self, table, columns, source, run))
+        return streams
+
+    def _run_settings(self, *, uses_allow_lists: bool) -> RunSettings:
+        config = self.config
+        started = datetime.now(timezone.utc)
+        end_bound = started
+        if config.get("execution_date"):
+            end_bound = datetime.fromisoformat(config["execution_date"].replace("Z", "+00:00"))
+            if end_bound.tzinfo is None:
+                end_bound = end_bound.replace(tzinfo=timezone.utc)
+        allow = AllowLists.empty()
+        if uses_allow_lists:
+            allow = AllowLists.load(
+                Path(config["internal_projects_csv"]), Path(config["internal_namespaces_csv"])
+            )
+        return RunSettings(
+            end_bound=end_bound,
+            lookback=timedelta(minutes=config["lookback_minutes"]),
+            max_window=timedelta(hours=config["max_window_hours"]),
+            chunk_size=config["chunk_size"],
+            test_rows=config["test_rows"],
+            task_instance=config.get("task_instance") or started.strftime("%Y%m%dT%H%M%SZ"),
+            allow=allow,
+        )
+
+    def record_failure(self, stream: str, message: str) -> None:
+        """A stream that cannot be read is reported; the other streams go on."""
+        self.logger.error("stream %s failed: %s", stream, message)
+        self.failures.append(f"{stream} ({message})")
+
+    def sync_all(self) -> None:  # type: ignore[misc]
+        super().sync_all()
+        if self.failures:
+            raise StreamsFailed(
+                f"{len(self.failures)} stream(s) failed: " + "; ".join(self.failures)
+            )
+
+
+OPERATOR_ERRORS = (ManifestError, SourceError, AllowListError, StreamsFailed)
+
+
+def main() -> None:
+    """Console entry point: operator errors end in clear lines, not a traceback."""
+    try:
+        TapGitlabPostgres.cli()
+    except OPERATOR_ERRORS as exc:
+        for line in str(exc).splitlines():
+            print(f"tap-gitlab-postgres: error: {line}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
