@@ -144,7 +144,9 @@ class SourceDatabase:
 
         ``constants`` maps extra column names to SQL literals (run metadata).
         """
-        exprs = [f"{c.json_sql('q.' + quote_ident(c.name))} AS {quote_ident(c.name)}" for c in columns]
+        exprs = [
+            f"{c.json_sql('q.' + quote_ident(c.name))} AS {quote_ident(c.name)}" for c in columns
+        ]
         exprs += [f"{value} AS {quote_ident(name)}" for name, value in constants.items()]
         copy_sql = (
             f"COPY (SELECT row_to_json(p)::text FROM (SELECT {', '.join(exprs)} "

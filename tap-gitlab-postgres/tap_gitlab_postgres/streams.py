@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from singer_sdk import Stream
-from singer_sdk.helpers._typing import TypeConformanceLevel
+from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_gitlab_postgres.client import SourceDatabase, SourceError, first_line, sql_literal
 from tap_gitlab_postgres.manifest import LoadType, ManifestTable
@@ -72,7 +72,9 @@ class PgpStream(Stream):
         properties[UPLOADED_AT] = {"type": ["number", "null"]}
         if table.advanced_metadata:
             properties[TASK_INSTANCE] = {"type": ["string", "null"]}
-        super().__init__(tap, schema={"type": "object", "properties": properties}, name=table.stream_name)
+        super().__init__(
+            tap, schema={"type": "object", "properties": properties}, name=table.stream_name
+        )
         self.primary_keys = [table.primary_key]
         if table.load_type is LoadType.INCREMENTAL:
             self.replication_key = table.replication_key
@@ -214,7 +216,9 @@ class PgpStream(Stream):
         ends on a key boundary, so a key's rows never straddle a checkpoint."""
         query, allow = self.table.query, self.run.allow
         while True:
-            bound = self.source.fetch_value(query.chunk_bound_sql(allow, after, self.run.chunk_size))
+            bound = self.source.fetch_value(
+                query.chunk_bound_sql(allow, after, self.run.chunk_size)
+            )
             if bound is None:
                 return
             yield from self._rows(query.chunk_sql(allow, after, bound))

@@ -28,38 +28,95 @@ class TapGitlabPostgres(Tap):
     name = "tap-gitlab-postgres"
 
     config_jsonschema = th.PropertiesList(
-        th.Property("manifest_path", th.StringType, required=True,
-                    description="Path of the pgp manifest (YAML) whose tables become streams."),
-        th.Property("connection_info_path", th.StringType,
-                    description="GitLab's split connection file (blocks "
-                    "postgres_source_connection_<database_type>) naming env variables."),
-        th.Property("database_type", th.StringType,
-                    description="Keep only manifest tables of this database_type (main, ci, ...)."),
-        th.Property("host", th.StringType, description="Source host; default from the manifest's env."),
-        th.Property("port", th.IntegerType, description="Source port; default from the manifest's env."),
-        th.Property("user", th.StringType, description="Source user; default from the manifest's env."),
-        th.Property("password", th.StringType, secret=True,
-                    description="Source password; default from the manifest's env."),
-        th.Property("database", th.StringType, description="Source database; default from the manifest's env."),
+        th.Property(
+            "manifest_path",
+            th.StringType,
+            required=True,
+            description="Path of the pgp manifest (YAML) whose tables become streams.",
+        ),
+        th.Property(
+            "connection_info_path",
+            th.StringType,
+            description="GitLab's split connection file (blocks "
+            "postgres_source_connection_<database_type>) naming env variables.",
+        ),
+        th.Property(
+            "database_type",
+            th.StringType,
+            description="Keep only manifest tables of this database_type (main, ci, ...).",
+        ),
+        th.Property(
+            "host", th.StringType, description="Source host; default from the manifest's env."
+        ),
+        th.Property(
+            "port", th.IntegerType, description="Source port; default from the manifest's env."
+        ),
+        th.Property(
+            "user", th.StringType, description="Source user; default from the manifest's env."
+        ),
+        th.Property(
+            "password",
+            th.StringType,
+            secret=True,
+            description="Source password; default from the manifest's env.",
+        ),
+        th.Property(
+            "database",
+            th.StringType,
+            description="Source database; default from the manifest's env.",
+        ),
         th.Property("sslmode", th.StringType, description="libpq sslmode (default prefer)."),
-        th.Property("statement_timeout", th.IntegerType,
-                    description="Statement timeout on the source in milliseconds."),
-        th.Property("execution_date", th.DateTimeType,
-                    description="End bound of incremental windows (default: now)."),
-        th.Property("lookback_minutes", th.IntegerType, default=30,
-                    description="Overlap before the bookmark where each incremental run starts."),
-        th.Property("max_window_hours", th.NumberType, default=96,
-                    description="Longest incremental window; state is checkpointed after each."),
-        th.Property("chunk_size", th.IntegerType, default=500_000,
-                    description="Rows per primary-key chunk of full syncs and load_by_id."),
-        th.Property("test_rows", th.IntegerType, default=0,
-                    description="Test load: only the first N rows of new or changed streams."),
-        th.Property("task_instance", th.StringType,
-                    description="Value of _task_instance (default: the run's UTC start time)."),
-        th.Property("internal_projects_csv", th.StringType, default=DEFAULT_PROJECTS_CSV,
-                    description="Allow list behind {INTERNAL_PROJECT_IDS} / _PATHS."),
-        th.Property("internal_namespaces_csv", th.StringType, default=DEFAULT_NAMESPACES_CSV,
-                    description="Allow list behind {INTERNAL_NAMESPACE_IDS} / _PATHS."),
+        th.Property(
+            "statement_timeout",
+            th.IntegerType,
+            description="Statement timeout on the source in milliseconds.",
+        ),
+        th.Property(
+            "execution_date",
+            th.DateTimeType,
+            description="End bound of incremental windows (default: now).",
+        ),
+        th.Property(
+            "lookback_minutes",
+            th.IntegerType,
+            default=30,
+            description="Overlap before the bookmark where each incremental run starts.",
+        ),
+        th.Property(
+            "max_window_hours",
+            th.NumberType,
+            default=96,
+            description="Longest incremental window; state is checkpointed after each.",
+        ),
+        th.Property(
+            "chunk_size",
+            th.IntegerType,
+            default=500_000,
+            description="Rows per primary-key chunk of full syncs and load_by_id.",
+        ),
+        th.Property(
+            "test_rows",
+            th.IntegerType,
+            default=0,
+            description="Test load: only the first N rows of new or changed streams.",
+        ),
+        th.Property(
+            "task_instance",
+            th.StringType,
+            description="Value of _task_instance (default: the run's UTC start time).",
+        ),
+        th.Property(
+            "internal_projects_csv",
+            th.StringType,
+            default=DEFAULT_PROJECTS_CSV,
+            description="Allow list behind {INTERNAL_PROJECT_IDS} / _PATHS.",
+        ),
+        th.Property(
+            "internal_namespaces_csv",
+            th.StringType,
+            default=DEFAULT_NAMESPACES_CSV,
+            description="Allow list behind {INTERNAL_NAMESPACE_IDS} / _PATHS.",
+        ),
     ).to_dict()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -73,11 +130,15 @@ class TapGitlabPostgres(Tap):
         if env_names is None and config.get("connection_info_path"):
             if not config.get("database_type"):
                 raise ManifestError(["setting 'connection_info_path' needs 'database_type'"])
-            env_names = load_connection_file(config["connection_info_path"], config["database_type"])
+            env_names = load_connection_file(
+                config["connection_info_path"], config["database_type"]
+            )
         source = SourceDatabase(ConnectionSettings.resolve(config, env_names))
-        run = self._run_settings(uses_allow_lists=any(
-            p.startswith("INTERNAL_") for t in manifest.tables for p in t.placeholders
-        ))
+        run = self._run_settings(
+            uses_allow_lists=any(
+                p.startswith("INTERNAL_") for t in manifest.tables for p in t.placeholders
+            )
+        )
         streams = []
         for table in manifest.tables:
             where = f"{table.source_file.name}: table '{table.key}'"

@@ -6,8 +6,8 @@ import json
 import os
 import subprocess
 import sys
-from decimal import Decimal
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -74,7 +74,11 @@ def run_tap(
     proc = subprocess.run(
         [*args, *extra_args], capture_output=True, text=True, timeout=300, env=os.environ.copy()
     )
-    messages = [json.loads(line, parse_float=Decimal) for line in proc.stdout.splitlines() if line.startswith("{")]
+    messages = [
+        json.loads(line, parse_float=Decimal)
+        for line in proc.stdout.splitlines()
+        if line.startswith("{")
+    ]
     run = TapRun(proc.returncode, messages, proc.stderr)
     if check and proc.returncode != 0:
         raise AssertionError(f"tap exited {proc.returncode}:\n{proc.stderr[-4000:]}")

@@ -20,13 +20,20 @@ def test_killed_full_sync_resumes_without_missing_rows(tmp_path: Path, fresh_db:
         conn.execute(
             "CREATE TABLE notes (id bigint PRIMARY KEY, note text, updated_at timestamp);"
             # Gaps in the keys: chunks are by rows, not by key arithmetic.
-            f"INSERT INTO notes SELECT g * 3, repeat('n', 50), now() FROM generate_series(1, {ROWS}) g"
+            f"INSERT INTO notes SELECT g * 3, repeat('n', 50), now() "
+            f"FROM generate_series(1, {ROWS}) g"
         )
-    manifest = write_manifest(tmp_path, {"notes": {
-        "export_table": "notes",
-        "import_query": "SELECT id, note, updated_at FROM notes "
-        "WHERE updated_at BETWEEN '{BEGIN_TIMESTAMP}'::timestamp AND '{END_TIMESTAMP}'::timestamp",
-    }})
+    manifest = write_manifest(
+        tmp_path,
+        {
+            "notes": {
+                "export_table": "notes",
+                "import_query": "SELECT id, note, updated_at FROM notes "
+                "WHERE updated_at BETWEEN '{BEGIN_TIMESTAMP}'::timestamp "
+                "AND '{END_TIMESTAMP}'::timestamp",
+            }
+        },
+    )
     config = {**connection_config(fresh_db), "manifest_path": str(manifest), "chunk_size": 1000}
     proc = subprocess.Popen(
         [TAP, "--config", str(write_json(tmp_path / "config.json", config))],

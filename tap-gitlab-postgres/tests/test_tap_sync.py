@@ -47,14 +47,17 @@ def issues_db(fresh_db: str) -> str:
         CREATE TABLE issues (id bigint PRIMARY KEY, title text, project_id int,
                              updated_at timestamp without time zone);
         INSERT INTO issues
-        SELECT g, 'issue ' || g, g % 7, '2024-01-10 12:00:00'::timestamp - (200 - g) * interval '1 hour'
+        SELECT g, 'issue ' || g, g % 7,
+               '2024-01-10 12:00:00'::timestamp - (200 - g) * interval '1 hour'
         FROM generate_series(1, 200) g;
         """,
     )
     return fresh_db
 
 
-def issues_config(tmp_path: Path, dsn: str, query: str = ISSUES_INCREMENTAL, **extra: object) -> dict:
+def issues_config(
+    tmp_path: Path, dsn: str, query: str = ISSUES_INCREMENTAL, **extra: object
+) -> dict:
     manifest = write_manifest(
         tmp_path, {"issues": {"export_table": "issues", "import_query": query}}
     )
@@ -82,17 +85,34 @@ def test_first_run_is_a_resumable_full_sync_then_windows(tmp_path: Path, issues_
     assert "full_sync" not in bookmark
     assert bookmark["table_version"] == version
     started = datetime.fromisoformat(
-        next(s["bookmarks"][stream]["full_sync"]["started_at"] for s in first.states
-             if "full_sync" in s["bookmarks"].get(stream, {}))
+        next(
+            s["bookmarks"][stream]["full_sync"]["started_at"]
+            for s in first.states
+            if "full_sync" in s["bookmarks"].get(stream, {})
+        )
     )
     # The next incremental starts from the backfill's start minus the 30 minute overlap.
-    assert datetime.fromisoformat(bookmark["replication_key_value"]) == started - timedelta(minutes=30)
+    assert datetime.fromisoformat(bookmark["replication_key_value"]) == started - timedelta(
+        minutes=30
+    )
 
     # Rows changed after the bookmark (and inside the overlap) are picked up next time.
     bookmark_at = datetime.fromisoformat(bookmark["replication_key_value"]).replace(tzinfo=None)
-    execute(issues_db, "UPDATE issues SET updated_at = %s WHERE id = 5", [bookmark_at + timedelta(hours=1)])
-    execute(issues_db, "UPDATE issues SET updated_at = %s WHERE id = 6", [bookmark_at - timedelta(minutes=10)])
-    execute(issues_db, "UPDATE issues SET updated_at = %s WHERE id = 7", [bookmark_at - timedelta(minutes=40)])
+    execute(
+        issues_db,
+        "UPDATE issues SET updated_at = %s WHERE id = 5",
+        [bookmark_at + timedelta(hours=1)],
+    )
+    execute(
+        issues_db,
+        "UPDATE issues SET updated_at = %s WHERE id = 6",
+        [bookmark_at - timedelta(minutes=10)],
+    )
+    execute(
+        issues_db,
+        "UPDATE issues SET updated_at = %s WHERE id = 7",
+        [bookmark_at - timedelta(minutes=40)],
+    )
     later = datetime.now(timezone.utc) + timedelta(hours=3)
     second = run_tap(tmp_path, {**config, "execution_date": later.isoformat()}, first.state)
     assert sorted(second.ids(stream)) == [5, 6]
@@ -109,7 +129,9 @@ def test_windows_are_capped_and_checkpointed(tmp_path: Path, issues_db: str) -> 
     state["bookmarks"][stream]["replication_key_value"] = (T0 - timedelta(hours=100)).isoformat()
     run = run_tap(tmp_path, config, state)
     ends = [s["bookmarks"][stream]["replication_key_value"] for s in run.states[1:]]
-    expected = [T0 - timedelta(hours=100, minutes=30) + timedelta(hours=24 * i) for i in range(1, 5)]
+    expected = [
+        T0 - timedelta(hours=100, minutes=30) + timedelta(hours=24 * i) for i in range(1, 5)
+    ]
     assert [datetime.fromisoformat(e) for e in dict.fromkeys(ends)] == [*expected, T0]
     # Issue g was updated at T0 - (200-g)h; windows cover T0-100.5h .. T0 inclusive.
     assert sorted(set(run.ids(stream))) == list(range(100, 201))
@@ -152,7 +174,10 @@ def test_schema_change_triggers_new_versioned_full_sync(tmp_path: Path, issues_d
     assert second.records[stream][0]["headline"] == second.records[stream][0]["title"]
     [activate] = second.of_type("ACTIVATE_VERSION", stream)
     assert activate["version"] > old_version
-    assert second.bookmark(stream)["schema_fingerprint"] != first.bookmark(stream)["schema_fingerprint"]
+    assert (
+        second.bookmark(stream)["schema_fingerprint"]
+        != first.bookmark(stream)["schema_fingerprint"]
+    )
 
 
 def test_resync_request_discards_stale_progress(tmp_path: Path, issues_db: str) -> None:
@@ -161,7 +186,10 @@ def test_resync_request_discards_stale_progress(tmp_path: Path, issues_db: str) 
     stream = "gitlab_db_issues"
     # A stale, half-finished full sync plus a resync request must not skip keys 1..150.
     state["bookmarks"][stream]["full_sync"] = {
-        "started_at": T0.isoformat(), "version": 1, "fingerprint": "stale", "last_key": 150,
+        "started_at": T0.isoformat(),
+        "version": 1,
+        "fingerprint": "stale",
+        "last_key": 150,
     }
     state["bookmarks"][stream]["resync"] = True
     run = run_tap(tmp_path, config, state)
@@ -177,15 +205,22 @@ def test_load_by_id_reads_keys_above_the_bookmark(tmp_path: Path, fresh_db: str)
         CREATE TABLE merge_request_diff_commits (merge_request_diff_id bigint, relative_order int,
             sha bytea, PRIMARY KEY (merge_request_diff_id, relative_order));
         INSERT INTO merge_request_diff_commits
-        SELECT d, o, decode(md5(d || '-' || o), 'hex') FROM generate_series(1, 30) d, generate_series(0, 3) o;
+        SELECT d, o, decode(md5(d || '-' || o), 'hex')
+        FROM generate_series(1, 30) d, generate_series(0, 3) o;
         """,
     )
-    manifest = write_manifest(tmp_path, {"merge_request_diff_commits": {
-        "export_table": "merge_request_diff_commits",
-        "export_table_primary_key": "merge_request_diff_id",
-        "incremental_type": "load_by_id",
-        "import_query": "SELECT merge_request_diff_id, relative_order, sha FROM merge_request_diff_commits",
-    }})
+    manifest = write_manifest(
+        tmp_path,
+        {
+            "merge_request_diff_commits": {
+                "export_table": "merge_request_diff_commits",
+                "export_table_primary_key": "merge_request_diff_id",
+                "incremental_type": "load_by_id",
+                "import_query": "SELECT merge_request_diff_id, relative_order, sha "
+                "FROM merge_request_diff_commits",
+            }
+        },
+    )
     config = {**connection_config(fresh_db), "manifest_path": str(manifest), "chunk_size": 10}
     stream = "gitlab_db_merge_request_diff_commits"
     first = run_tap(tmp_path, config)
@@ -195,10 +230,15 @@ def test_load_by_id_reads_keys_above_the_bookmark(tmp_path: Path, fresh_db: str)
     assert first.bookmark(stream)["replication_key_value"] == 30
     assert rows[0]["sha"] == bytes.fromhex(rows[0]["sha"]).hex()
 
-    execute(fresh_db, "INSERT INTO merge_request_diff_commits SELECT 31, o, NULL FROM generate_series(0, 2) o")
+    execute(
+        fresh_db,
+        "INSERT INTO merge_request_diff_commits SELECT 31, o, NULL FROM generate_series(0, 2) o",
+    )
     second = run_tap(tmp_path, config, first.state)
     assert [(r["merge_request_diff_id"], r["relative_order"]) for r in second.records[stream]] == [
-        (31, 0), (31, 1), (31, 2)
+        (31, 0),
+        (31, 1),
+        (31, 2),
     ]
     assert second.bookmark(stream)["replication_key_value"] == 31
     third = run_tap(tmp_path, config, second.state)
@@ -213,12 +253,21 @@ def test_scd_appends_a_snapshot_per_run_with_run_metadata(tmp_path: Path, fresh_
         INSERT INTO members SELECT g, g * 10, 'x' FROM generate_series(1, 25) g;
         """,
     )
-    manifest = write_manifest(tmp_path, {"members": {
-        "export_table": "members",
-        "advanced_metadata": True,
-        "import_query": "SELECT id\n, user_id\n, NULL AS invite_email\nFROM members",
-    }})
-    config = {**connection_config(fresh_db), "manifest_path": str(manifest), "task_instance": "run-a"}
+    manifest = write_manifest(
+        tmp_path,
+        {
+            "members": {
+                "export_table": "members",
+                "advanced_metadata": True,
+                "import_query": "SELECT id\n, user_id\n, NULL AS invite_email\nFROM members",
+            }
+        },
+    )
+    config = {
+        **connection_config(fresh_db),
+        "manifest_path": str(manifest),
+        "task_instance": "run-a",
+    }
     stream = "gitlab_db_members"
     first = run_tap(tmp_path, config)
     second = run_tap(tmp_path, {**config, "task_instance": "run-b"}, first.state)
@@ -237,15 +286,21 @@ def test_allow_lists_filter_internal_only_tables(tmp_path: Path, issues_db: str)
     projects.write_text("project_id,project_path\n3,gitlab-org/gitlab\n5,gitlab-org/it's\n")
     namespaces = tmp_path / "namespaces.csv"
     namespaces.write_text("namespace_id,namespace_path\n")
-    manifest = write_manifest(tmp_path, {"issues_internal_only": {
-        "export_table": "issues_internal_only",
-        "import_query": ISSUES_INCREMENTAL,
-        "additional_filtering": "AND project_id IN {INTERNAL_PROJECT_IDS}",
-    }, "issues_by_namespace": {
-        "export_table": "issues_by_namespace",
-        "import_query": ISSUES_INCREMENTAL,
-        "additional_filtering": "AND project_id IN {INTERNAL_NAMESPACE_IDS}",
-    }})
+    manifest = write_manifest(
+        tmp_path,
+        {
+            "issues_internal_only": {
+                "export_table": "issues_internal_only",
+                "import_query": ISSUES_INCREMENTAL,
+                "additional_filtering": "AND project_id IN {INTERNAL_PROJECT_IDS}",
+            },
+            "issues_by_namespace": {
+                "export_table": "issues_by_namespace",
+                "import_query": ISSUES_INCREMENTAL,
+                "additional_filtering": "AND project_id IN {INTERNAL_NAMESPACE_IDS}",
+            },
+        },
+    )
     config = {
         **connection_config(issues_db),
         "manifest_path": str(manifest),
@@ -261,12 +316,21 @@ def test_allow_lists_filter_internal_only_tables(tmp_path: Path, issues_db: str)
 
 
 def test_failed_stream_is_named_and_others_finish(tmp_path: Path, issues_db: str) -> None:
-    manifest = write_manifest(tmp_path, {
-        "broken": {"export_table": "broken", "import_query": "SELECT id, no_such_column FROM issues"},
-        "issues": {"export_table": "issues", "import_query": ISSUES_INCREMENTAL},
-    })
-    config = {**connection_config(issues_db), "manifest_path": str(manifest),
-              "execution_date": T0.isoformat()}
+    manifest = write_manifest(
+        tmp_path,
+        {
+            "broken": {
+                "export_table": "broken",
+                "import_query": "SELECT id, no_such_column FROM issues",
+            },
+            "issues": {"export_table": "issues", "import_query": ISSUES_INCREMENTAL},
+        },
+    )
+    config = {
+        **connection_config(issues_db),
+        "manifest_path": str(manifest),
+        "execution_date": T0.isoformat(),
+    }
     run = run_tap(tmp_path, config, check=False)
     assert run.returncode == 1
     assert "gitlab_db_broken" in run.stderr and "no_such_column" in run.stderr

@@ -31,7 +31,7 @@ def test_type_round_trip(tmp_path: Path, fresh_db: str) -> None:
             );
             INSERT INTO things VALUES (
                 1, -32768, 9223372036854775807, 12345678901234567890.0123456789,
-                0.1, true, E'quote " comma , newline \\n tab \\t back \\\\ emoji \U0001F600',
+                0.1, true, E'quote " comma , newline \\n tab \\t back \\\\ emoji \U0001f600',
                 'abc', '2024-02-29 23:59:59.123456', '2024-03-01 01:02:03+02', '2024-02-29',
                 '13:14:15', '1 day 2 hours 3 minutes', '{"a": [1, 2.50, null]}', '{"b": true}',
                 ARRAY['x', 'y"z', NULL], ARRAY[1, NULL, 3], ARRAY['2024-01-01 00:00:00'::timestamp],
