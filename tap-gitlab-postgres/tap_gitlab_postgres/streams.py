@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -111,7 +111,7 @@ class PgpStream(Stream):
         self._stream_version = None  # snapshots append; nothing is ever deactivated
         yield from self._rows(self.table.query.full_sql(self.run.allow))
         state["schema_fingerprint"] = self.fingerprint
-        state["last_snapshot_at"] = _iso(datetime.fromtimestamp(uploaded_at, timezone.utc))
+        state["last_snapshot_at"] = _iso(datetime.fromtimestamp(uploaded_at, UTC))
         self._checkpoint()
 
     def _keyed(self, state: dict) -> Iterator[dict]:
@@ -142,7 +142,7 @@ class PgpStream(Stream):
         return None
 
     def _start_full_sync(self, state: dict) -> dict:
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         # Strictly newer than the live copy, so activating it retires every older row.
         version = max(int(started.timestamp()), int(state.get("table_version") or 0) + 1)
         full = {
@@ -239,7 +239,7 @@ class PgpStream(Stream):
 
 
 def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat()
+    return value.astimezone(UTC).isoformat()
 
 
 def state_key(value: Any) -> Any:

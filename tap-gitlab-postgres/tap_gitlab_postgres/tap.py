@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +126,8 @@ class TapGitlabPostgres(Tap):
     def discover_streams(self) -> list[PgpStream]:
         config = self.config
         manifest = load_manifest(config["manifest_path"], config.get("database_type"))
+        for warning in manifest.warnings:
+            self.logger.warning("%s", warning)
         env_names = manifest.connection_env
         if env_names is None and config.get("connection_info_path"):
             if not config.get("database_type"):
@@ -162,12 +164,12 @@ class TapGitlabPostgres(Tap):
 
     def _run_settings(self, *, uses_allow_lists: bool) -> RunSettings:
         config = self.config
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         end_bound = started
         if config.get("execution_date"):
             end_bound = datetime.fromisoformat(config["execution_date"].replace("Z", "+00:00"))
             if end_bound.tzinfo is None:
-                end_bound = end_bound.replace(tzinfo=timezone.utc)
+                end_bound = end_bound.replace(tzinfo=UTC)
         allow = AllowLists.empty()
         if uses_allow_lists:
             allow = AllowLists.load(

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-import os
 from collections import Counter
+from functools import cache
 from pathlib import Path
 
 import pytest
+from reference import REFERENCE, reference_dir
 
 from tap_gitlab_postgres.manifest import (
     ConnectionEnv,
@@ -16,7 +17,6 @@ from tap_gitlab_postgres.manifest import (
     load_manifests,
 )
 
-REFERENCE = Path(os.environ.get("PGP_REFERENCE_DIR", "/work/shared/reference/gitlab"))
 DOTCOM = REFERENCE / "el_gitlab_dotcom_db_manifest.yaml"
 DOTCOM_SCD = REFERENCE / "el_gitlab_dotcom_scd_db_manifest.yaml"
 LEGACY = REFERENCE / "legacy_el_gitlab_com_db_manifest.yaml"
@@ -38,8 +38,12 @@ BOARDS = """\
 
 @pytest.fixture
 def reference() -> None:
-    if not REFERENCE.is_dir():
-        pytest.skip(f"reference manifests not found in {REFERENCE}")
+    reference_dir()
+
+
+@cache
+def loaded(path: Path) -> Manifest:
+    return load_manifest(path)
 
 
 def by_key(manifest: Manifest) -> dict:
@@ -64,7 +68,7 @@ def problems_of(path: Path | list[Path]) -> list[str]:
 
 @pytest.mark.usefixtures("reference")
 def test_current_incremental_manifest() -> None:
-    manifest = load_manifest(DOTCOM)
+    manifest = loaded(DOTCOM)
     assert len(manifest.tables) == 143
     assert manifest.connection_env is None
     assert Counter(t.load_type for t in manifest.tables) == {
@@ -104,14 +108,14 @@ def test_current_incremental_manifest() -> None:
 
 @pytest.mark.usefixtures("reference")
 def test_is_incremental_disagreements_are_warnings() -> None:
-    warnings = load_manifest(DOTCOM).warnings
+    warnings = loaded(DOTCOM).warnings
     assert [w.split(": ")[1] for w in warnings] == ["table 'keys'", "table 'related_epic_links'"]
-    assert by_key(load_manifest(DOTCOM))["keys"].load_type is LoadType.INCREMENTAL
+    assert by_key(loaded(DOTCOM))["keys"].load_type is LoadType.INCREMENTAL
 
 
 @pytest.mark.usefixtures("reference")
 def test_current_scd_manifest() -> None:
-    manifest = load_manifest(DOTCOM_SCD)
+    manifest = loaded(DOTCOM_SCD)
     assert len(manifest.tables) == 67
     assert {t.load_type for t in manifest.tables} == {LoadType.SCD}
     assert manifest.warnings == ()
@@ -129,7 +133,7 @@ def test_current_scd_manifest() -> None:
 
 @pytest.mark.usefixtures("reference")
 def test_legacy_manifest_with_connection_info() -> None:
-    manifest = load_manifest(LEGACY)
+    manifest = loaded(LEGACY)
     assert len(manifest.tables) == 117
     assert {t.load_type for t in manifest.tables} == {LoadType.INCREMENTAL}
     assert {t.database_type for t in manifest.tables} == {None}
@@ -144,11 +148,11 @@ def test_legacy_manifest_with_connection_info() -> None:
 
 @pytest.mark.usefixtures("reference")
 def test_database_type_filter() -> None:
-    assert len(load_manifest(DOTCOM, "main").tables) == 129
-    assert len(load_manifest(DOTCOM, "ci").tables) == 14
-    assert len(load_manifest(DOTCOM_SCD, "ci").tables) == 8
+    assert len(loaded(DOTCOM).for_database_type("main").tables) == 129
+    assert len(loaded(DOTCOM).for_database_type("ci").tables) == 14
+    assert len(loaded(DOTCOM_SCD).for_database_type("ci").tables) == 8
     # Tables without database_type are kept.
-    assert len(load_manifest(LEGACY, "ci").tables) == 117
+    assert len(loaded(LEGACY).for_database_type("ci").tables) == 117
     main, scd = load_manifests([DOTCOM, DOTCOM_SCD], database_type="main")
     assert (len(main.tables), len(scd.tables)) == (129, 59)
 
@@ -171,7 +175,10 @@ def test_placeholder_styles_and_informational_keys() -> None:
     assert tables["usage_data"].replication_key == "updated_at"
     assert tables["billing_accounts"].load_type is LoadType.SCD
     assert tables["billing_accounts"].advanced_metadata is True
-    assert [t.key for t in load_manifest(manifest.path, "ops").tables] == ["ci_stages", "usage_data"]
+    assert [t.key for t in load_manifest(manifest.path, "ops").tables] == [
+        "ci_stages",
+        "usage_data",
+    ]
 
 
 # --- flags, warnings ----------------------------------------------------------------
@@ -216,7 +223,9 @@ def test_connection_file() -> None:
         port="GITLAB_COM_CI_DB_PORT",
         user="GITLAB_COM_CI_DB_USER",
     )
-    assert load_connection_file(DATA / "el_saas_connection_info.yaml", "customers").port == "PG_PORT"
+    assert (
+        load_connection_file(DATA / "el_saas_connection_info.yaml", "customers").port == "PG_PORT"
+    )
 
 
 def test_connection_file_missing_block(tmp_path: Path) -> None:
@@ -227,7 +236,9 @@ def test_connection_file_missing_block(tmp_path: Path) -> None:
         f"{path}: no block 'connection_info.postgres_source_connection_nope'"
         " (database types in this file: cells, ci, customers, main, ops)"
     ]
-    incomplete = write(tmp_path, "connection_info:\n  postgres_source_connection_main:\n    host: H\n")
+    incomplete = write(
+        tmp_path, "connection_info:\n  postgres_source_connection_main:\n    host: H\n"
+    )
     with pytest.raises(ManifestError, match="is missing key 'database'"):
         load_connection_file(incomplete, "main")
 
@@ -276,13 +287,16 @@ def test_all_problems_of_a_file_are_reported(tmp_path: Path) -> None:
     path = write(tmp_path, text)
     assert problems_of(path) == [
         f"{path}: table 'boards': 'import_db' must be a non-empty string, got nothing",
-        *(f"{path}: table 'other': missing required key '{key}'" for key in (
-            "import_db",
-            "import_query",
-            "export_schema",
-            "export_table",
-            "export_table_primary_key",
-        )),
+        *(
+            f"{path}: table 'other': missing required key '{key}'"
+            for key in (
+                "import_db",
+                "import_query",
+                "export_schema",
+                "export_table",
+                "export_table_primary_key",
+            )
+        ),
     ]
 
 

@@ -1,18 +1,16 @@
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 import sqlglot
 import yaml
+from reference import REFERENCE, reference_dir
 from sqlglot import exp
 
 from tap_gitlab_postgres.allowlist import AllowLists
 from tap_gitlab_postgres.query import QueryError, QueryTemplate, Window
 
-REFERENCE = Path(os.environ.get("PGP_REFERENCE_DIR", "/work/shared/reference/gitlab"))
 ALLOW = AllowLists(project_ids=(1, 2), namespace_ids=(3,), project_paths=("a/b", "it's"))
 EMPTY = AllowLists.empty()
 BEGIN = datetime(2024, 1, 1, tzinfo=UTC)
@@ -197,7 +195,7 @@ def test_chunk_bound_sql() -> None:
 def test_text_keys_are_quoted() -> None:
     template = parse("SELECT name, x FROM t", pk="name")
     sql = template.chunk_sql(EMPTY, "it's", "z\\")
-    assert '"name" > \'it\'\'s\' AND "name" <= \'z\\\'' in sql
+    assert "\"name\" > 'it''s' AND \"name\" <= 'z\\'" in sql
     sqlglot.parse_one(sql, read="postgres")
     with pytest.raises(TypeError):
         template.chunk_sql(EMPTY, True, 2)
@@ -229,7 +227,7 @@ def test_primary_key_expression_resolves_to_alias() -> None:
         pk="CONCAT(project_id, '_', programming_language_id)",
     )
     assert template.primary_key == "project_programming_language_id"
-    assert '"project_programming_language_id" <= \'9_9\'' in template.chunk_sql(EMPTY, None, "9_9")
+    assert "\"project_programming_language_id\" <= '9_9'" in template.chunk_sql(EMPTY, None, "9_9")
 
 
 def test_primary_key_is_folded_like_postgres() -> None:
@@ -259,7 +257,12 @@ def test_postgres_syntax_survives_regeneration() -> None:
     ("query", "filtering", "pk", "message"),
     [
         ("SELECT id FROM t WHERE x = '{FOO}'", None, "id", r"unknown placeholder \{FOO\}"),
-        ("SELECT id FROM t", "AND x = {HOME}", "id", r"additional_filtering has unknown placeholder"),
+        (
+            "SELECT id FROM t",
+            "AND x = {HOME}",
+            "id",
+            r"additional_filtering has unknown placeholder",
+        ),
         ("SELECT id FROM t WHERE x = '{}'", None, "id", r"unknown placeholder \{\}"),
         ("SELECT id FROM t WHERE x = '{HOURS:>3}'", None, "id", "format spec"),
         ("SELECT id FROM t WHERE x = '{'", None, "id", "unbalanced braces"),
@@ -320,8 +323,7 @@ def test_invalid_queries(query: str, filtering: str | None, pk: str, message: st
 
 
 def _reference_tables() -> list[tuple[str, dict]]:
-    if not REFERENCE.is_dir():
-        pytest.skip(f"reference manifests not found in {REFERENCE}")
+    reference_dir()
     return [
         (f"{path.name}:{key}", table)
         for path in sorted(REFERENCE.glob("*manifest.yaml"))
@@ -347,7 +349,9 @@ def test_reference_queries_regenerate_faithfully() -> None:
     checked = 0
     for name, table in _reference_tables():
         template = QueryTemplate.parse(
-            table["import_query"], table.get("additional_filtering"), table["export_table_primary_key"]
+            table["import_query"],
+            table.get("additional_filtering"),
+            table["export_table_primary_key"],
         )
         full = sqlglot.parse_one(template.full_sql(allow), read="postgres")
         if not template.is_windowed:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,7 +12,7 @@ import pytest
 import yaml
 from tap_runner import connection_config, run_tap
 
-T0 = datetime(2024, 1, 10, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 1, 10, 12, 0, tzinfo=UTC)
 
 ISSUES_INCREMENTAL = """SELECT id
 , title
@@ -113,7 +113,7 @@ def test_first_run_is_a_resumable_full_sync_then_windows(tmp_path: Path, issues_
         "UPDATE issues SET updated_at = %s WHERE id = 7",
         [bookmark_at - timedelta(minutes=40)],
     )
-    later = datetime.now(timezone.utc) + timedelta(hours=3)
+    later = datetime.now(UTC) + timedelta(hours=3)
     second = run_tap(tmp_path, {**config, "execution_date": later.isoformat()}, first.state)
     assert sorted(second.ids(stream)) == [5, 6]
     assert {m["version"] for m in second.of_type("RECORD", stream)} == {version}
@@ -361,3 +361,78 @@ def test_state_is_valid_json_between_every_message(tmp_path: Path, issues_db: st
         json.dumps(state)
     assert isinstance(run.records["gitlab_db_issues"][0]["updated_at"], str)
     assert Decimal(str(run.records["gitlab_db_issues"][0]["_uploaded_at"])) > 0
+
+
+def test_connection_from_env_variables_named_by_the_manifest(
+    tmp_path: Path, issues_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn = connection_config(issues_db)
+    env = {
+        "DEMO_DB_NAME": conn["database"],
+        "DEMO_DB_HOST": conn["host"],
+        "DEMO_DB_PASS": conn["password"],
+        "DEMO_PG_PORT": str(conn["port"]),
+        "DEMO_DB_USER": conn["user"],
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    tables = {
+        "issues": {
+            "export_table": "issues",
+            "import_query": ISSUES_INCREMENTAL,
+            "database_type": "main",
+        },
+        "ci_issues": {
+            "export_table": "ci_issues",
+            "import_query": ISSUES_INCREMENTAL,
+            "database_type": "ci",
+        },
+    }
+    legacy = write_manifest(tmp_path, dict(tables), name="legacy.yaml")
+    legacy.write_text(
+        yaml.safe_dump(
+            {
+                "connection_info": {
+                    "database": "DEMO_DB_NAME",
+                    "host": "DEMO_DB_HOST",
+                    "pass": "DEMO_DB_PASS",
+                    "port": "DEMO_PG_PORT",
+                    "user": "DEMO_DB_USER",
+                },
+                **yaml.safe_load(legacy.read_text()),
+            }
+        )
+    )
+    run = run_tap(tmp_path, {"manifest_path": str(legacy), "execution_date": T0.isoformat()})
+    assert set(run.records) == {"gitlab_db_issues", "gitlab_db_ci_issues"}
+
+    split = write_manifest(tmp_path, dict(tables), name="split.yaml")
+    connection_file = tmp_path / "connection_info.yaml"
+    connection_file.write_text(
+        yaml.safe_dump(
+            {
+                "connection_info": {
+                    "postgres_source_connection_main": {
+                        "database": "DEMO_DB_NAME",
+                        "host": "DEMO_DB_HOST",
+                        "pass": "DEMO_DB_PASS",
+                        "port": "DEMO_PG_PORT",
+                        "user": "DEMO_DB_USER",
+                    }
+                }
+            }
+        )
+    )
+    config = {
+        "manifest_path": str(split),
+        "connection_info_path": str(connection_file),
+        "database_type": "main",
+        "execution_date": T0.isoformat(),
+    }
+    run = run_tap(tmp_path, config)
+    assert set(run.records) == {"gitlab_db_issues"}
+
+    monkeypatch.delenv("DEMO_DB_PASS")
+    failed = run_tap(tmp_path, config, check=False)
+    assert failed.returncode == 1
+    assert "DEMO_DB_PASS" in failed.stderr and "error:" in failed.stderr
