@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from tap_gitlab_postgres.sqltext import sql_string
+
 # ASCII only: int() also accepts other Unicode digits and "1_000".
 _INT_RE = re.compile(r"-?[0-9]+")
 
@@ -61,13 +63,6 @@ class AllowLists:
                 map(sql_string, _unique((*self.namespace_paths, *self.project_paths)))
             ),
         }
-
-
-def sql_string(value: str) -> str:
-    """Postgres string literal (standard_conforming_strings: only ``'`` needs escaping)."""
-    if "\x00" in value:
-        raise ValueError("SQL strings cannot contain NUL characters")
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _sql_list(items: Iterable[str]) -> str:

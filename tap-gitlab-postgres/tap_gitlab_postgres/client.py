@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import psycopg
 
 from tap_gitlab_postgres.manifest import ConnectionEnv
-from tap_gitlab_postgres.schema import Column, PgType, quote_ident
+from tap_gitlab_postgres.schema import Column, PgType
+from tap_gitlab_postgres.sqltext import quote_ident, sql_string
 
 
 class SourceError(Exception):
@@ -110,6 +111,7 @@ class SourceDatabase:
                     sslmode=s.sslmode or "prefer",
                     options=options,
                     application_name="tap-gitlab-postgres",
+                    client_encoding="utf8",
                     autocommit=True,
                     connect_timeout=30,
                 )
@@ -140,22 +142,35 @@ class SourceDatabase:
     def stream_json(
         self, sql: str, columns: list[Column], constants: Mapping[str, str]
     ) -> Iterator[str]:
-        """Each row of ``sql`` as one JSON object text, built and streamed by Postgres.
-
-        ``constants`` maps extra column names to SQL literals (run metadata).
-        """
-        exprs = [
-            f"{c.json_sql('q.' + quote_ident(c.name))} AS {quote_ident(c.name)}" for c in columns
-        ]
-        exprs += [f"{value} AS {quote_ident(name)}" for name, value in constants.items()]
-        copy_sql = (
-            f"COPY (SELECT row_to_json(p)::text FROM (SELECT {', '.join(exprs)} "
-            f"FROM ({sql}) AS q) AS p) TO STDOUT"
-        )
+        """Each row of ``sql`` as one JSON object text, built by Postgres."""
+        copy_sql = f"COPY ({record_json_sql(sql, columns, constants)}) TO STDOUT"
         with self.connect().cursor() as cur, cur.copy(copy_sql) as copy:
             copy.set_types(["text"])
             for (line,) in copy.rows():
                 yield line
+
+    def stream_lines(
+        self,
+        sql: str,
+        columns: list[Column],
+        constants: Mapping[str, str],
+        prefix: str = "",
+        suffix: str = "",
+    ) -> Iterator[bytes]:
+        """Rows as newline-terminated ``prefix + JSON + suffix`` lines, in COPY's own blocks.
+
+        CSV mode with control characters as delimiter and quote never escapes anything in
+        a JSON text (JSON has no raw control characters), so the bytes pass through as
+        they are: no per-row work in Python.
+        """
+        line = f"{sql_string(prefix)} || j || {sql_string(suffix)}"
+        copy_sql = (
+            f"COPY (SELECT {line} FROM ({record_json_sql(sql, columns, constants)}) AS r) "
+            "TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')"
+        )
+        with self.connect().cursor() as cur, cur.copy(copy_sql) as copy:
+            for block in copy:
+                yield bytes(block)
 
     def _load_types(self, oids: set[int]) -> None:
         rows: dict[int, tuple] = {}
@@ -189,10 +204,18 @@ class SourceDatabase:
             build(oid)
 
 
+def record_json_sql(sql: str, columns: list[Column], constants: Mapping[str, str]) -> str:
+    """``sql`` reshaped to one JSON text column ``j`` per row, each value in its schema form.
+
+    ``constants`` maps extra column names to SQL literals (run metadata).
+    """
+    exprs = [f"{c.json_sql('q.' + quote_ident(c.name))} AS {quote_ident(c.name)}" for c in columns]
+    exprs += [f"{value} AS {quote_ident(name)}" for name, value in constants.items()]
+    return (
+        f"SELECT row_to_json(p)::text AS j FROM (SELECT {', '.join(exprs)} FROM ({sql}) AS q) AS p"
+    )
+
+
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def sql_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"

@@ -27,7 +27,8 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
 from sqlglot.tokens import TokenType
 
-from tap_gitlab_postgres.allowlist import AllowLists, sql_string
+from tap_gitlab_postgres.allowlist import AllowLists
+from tap_gitlab_postgres.sqltext import quote_ident, sql_literal
 
 WINDOW_PLACEHOLDERS = frozenset(
     {"BEGIN_TIMESTAMP", "END_TIMESTAMP", "EXECUTION_DATE", "HOURS", "DAYS"}
@@ -172,7 +173,7 @@ class QueryTemplate:
 
     def chunk_sql(self, allow: AllowLists, after: Key | None, upto: Key) -> str:
         """Rows with ``after < pk <= upto`` (no lower bound when ``after`` is None)."""
-        pk = _quote_identifier(self.primary_key)
+        pk = quote_ident(self.primary_key)
         lower = "" if after is None else f"{pk} > {sql_literal(after)} AND "
         return (
             f"SELECT * FROM (\n{self.full_sql(allow)}\n) AS pgp_chunk"
@@ -184,7 +185,7 @@ class QueryTemplate:
 
         Chunks are ``after < pk <= bound``, so rows sharing a key never split.
         """
-        pk = _quote_identifier(self.primary_key)
+        pk = quote_ident(self.primary_key)
         lower = f"{pk} IS NOT NULL" if after is None else f"{pk} > {sql_literal(after)}"
         return (
             f"SELECT max({pk}) FROM (SELECT {pk} FROM (\n{self.full_sql(allow)}\n) AS pgp_q"
@@ -193,7 +194,7 @@ class QueryTemplate:
 
     def limited_sql(self, allow: AllowLists, rows: int) -> str:
         """The first ``rows`` rows by pk (pgp's "test" load)."""
-        pk = _quote_identifier(self.primary_key)
+        pk = quote_ident(self.primary_key)
         return (
             f"SELECT * FROM (\n{self.full_sql(allow)}\n) AS pgp_q"
             f" WHERE {pk} IS NOT NULL ORDER BY {pk} LIMIT {_positive(rows)}"
@@ -202,17 +203,6 @@ class QueryTemplate:
     def probe_sql(self, allow: AllowLists) -> str:
         """No rows, but the result columns and types (schema discovery)."""
         return f"SELECT * FROM (\n{self.full_sql(allow)}\n) AS pgp_probe LIMIT 0"
-
-
-def sql_literal(value: Key) -> str:
-    """A chunk key as a SQL literal; strings stay untyped so Postgres coerces them."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise TypeError(f"key must be int or str, got {type(value).__name__}")
-    return str(value) if isinstance(value, int) else sql_string(value)
-
-
-def _quote_identifier(name: str) -> str:
-    return exp.to_identifier(name, quoted=True).sql(dialect=DIALECT)
 
 
 def _positive(rows: int) -> int:

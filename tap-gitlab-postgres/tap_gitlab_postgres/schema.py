@@ -16,10 +16,6 @@ FLOAT_TYPES = {"float4", "float8"}
 STRING_TYPES = {"text", "varchar", "bpchar", "char", "name", "citext", "unknown"}
 
 
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 @dataclass(frozen=True)
 class PgType:
     """What Postgres says about one type (domains already resolved to their base)."""

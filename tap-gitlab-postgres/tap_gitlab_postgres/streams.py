@@ -13,8 +13,9 @@ State per stream (``bookmarks.<stream>``; documented in the README):
 from __future__ import annotations
 
 import json
+import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -22,12 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from singer_sdk import Stream
+from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
 from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.mapper import SameRecordTransform
 
-from tap_gitlab_postgres.client import SourceDatabase, SourceError, first_line, sql_literal
+from tap_gitlab_postgres.batches import BatchFiles
+from tap_gitlab_postgres.client import SourceDatabase, SourceError, first_line
 from tap_gitlab_postgres.manifest import LoadType, ManifestTable
 from tap_gitlab_postgres.query import Window
 from tap_gitlab_postgres.schema import Column, fingerprint
+from tap_gitlab_postgres.sqltext import sql_string
 
 if TYPE_CHECKING:
     from tap_gitlab_postgres.allowlist import AllowLists
@@ -48,6 +53,29 @@ class RunSettings:
     test_rows: int
     task_instance: str
     allow: AllowLists
+    raw_records: bool = True  # RECORD messages built by Postgres (see _write_raw_records)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Read these rows and emit them."""
+
+    sql: str
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Everything emitted so far is complete: the state (already updated) may be sent."""
+
+
+@dataclass(frozen=True)
+class Activate:
+    """A full copy is complete: retire every older version in the warehouse."""
+
+    version: int
+
+
+Step = Rows | Checkpoint | Activate
 
 
 class PgpStream(Stream):
@@ -87,13 +115,45 @@ class PgpStream(Stream):
         pass
 
     def get_records(self, context: Any) -> Iterable[dict]:
-        state = self.stream_state
+        fast = self._can_write_raw()
+        for step in self._guarded_plan():
+            if isinstance(step, Rows):
+                if fast:
+                    self._write_raw_records(step.sql)
+                else:
+                    yield from self._parse_rows(step.sql)
+            elif isinstance(step, Checkpoint):
+                self._checkpoint()
+            else:
+                self._write_activate_version_message(step.version)
+
+    def get_batches(
+        self, batch_config: BatchConfig, context: Any = None
+    ) -> Iterable[tuple[BaseBatchFileEncoding, list[str]]]:
+        """BATCH mode: Postgres' JSON goes straight into batch files, one or more per window
+        or chunk; the state follows the BATCH message of its chunk's last file."""
+        batch = BatchFiles(self, batch_config)
+        for step in self._guarded_plan():
+            if isinstance(step, Rows):
+                yield from batch.write(step.sql)
+            elif isinstance(step, Checkpoint):
+                self.state_manager.is_flushed = False
+                if batch.pending:
+                    yield from batch.close()  # the SDK sends the state after this BATCH
+                else:
+                    self._write_state_message()
+            else:
+                self._write_activate_version_message(step.version)
+        batch.discard()  # rows of an unfinished window or chunk (a failed stream)
+
+    def _guarded_plan(self) -> Iterator[Step]:
+        """The plan of this run; a failing query fails this stream only."""
         uploaded_at = time.time()
-        constants = {UPLOADED_AT: f"{uploaded_at:.6f}::numeric"}
+        self.row_constants = {UPLOADED_AT: f"{uploaded_at:.6f}::numeric"}
         if self.table.advanced_metadata:
-            constants[TASK_INSTANCE] = sql_literal(self.run.task_instance)
-        self._constants = constants
-        self._rows_read = 0
+            self.row_constants[TASK_INSTANCE] = sql_string(self.run.task_instance)
+        self.rows_read = 0
+        state = self.stream_state
         try:
             if self.run.test_rows:
                 yield from self._test_load(state)
@@ -103,18 +163,18 @@ class PgpStream(Stream):
                 yield from self._keyed(state)
         except (psycopg.Error, SourceError) as exc:
             self._tap.record_failure(self.name, f"{self._where()}: {first_line(exc)}")
-        self.logger.info("%s: %d rows read from the source", self.name, self._rows_read)
+        self.logger.info("%s: %d rows read from the source", self.name, self.rows_read)
 
-    # --- load types -----------------------------------------------------------------
+    # --- the plan of each load type -------------------------------------------------
 
-    def _snapshot(self, state: dict, uploaded_at: float) -> Iterator[dict]:
+    def _snapshot(self, state: dict, uploaded_at: float) -> Iterator[Step]:
         self._stream_version = None  # snapshots append; nothing is ever deactivated
-        yield from self._rows(self.table.query.full_sql(self.run.allow))
+        yield Rows(self.table.query.full_sql(self.run.allow))
         state["schema_fingerprint"] = self.fingerprint
         state["last_snapshot_at"] = _iso(datetime.fromtimestamp(uploaded_at, UTC))
-        self._checkpoint()
+        yield Checkpoint()
 
-    def _keyed(self, state: dict) -> Iterator[dict]:
+    def _keyed(self, state: dict) -> Iterator[Step]:
         full = state.get("full_sync")
         reason = self._full_sync_reason(state)
         if full and (state.get("resync") or full.get("fingerprint") != self.fingerprint):
@@ -124,7 +184,9 @@ class PgpStream(Stream):
             yield from self._full_sync(state, full)
         elif reason:
             self.logger.info("%s: full sync (%s)", self.name, reason)
-            yield from self._full_sync(state, self._start_full_sync(state))
+            full = self._start_full_sync(state)
+            yield Checkpoint()
+            yield from self._full_sync(state, full)
         elif self.table.load_type is LoadType.INCREMENTAL:
             yield from self._incremental(state)
         else:
@@ -143,28 +205,25 @@ class PgpStream(Stream):
 
     def _start_full_sync(self, state: dict) -> dict:
         started = datetime.now(UTC)
-        # Strictly newer than the live copy, so activating it retires every older row.
-        version = max(int(started.timestamp()), int(state.get("table_version") or 0) + 1)
         full = {
             "started_at": _iso(started),
-            "version": version,
+            "version": _next_version(state),
             "fingerprint": self.fingerprint,
             "last_key": None,
         }
         state.pop("resync", None)
         state["full_sync"] = full
-        self._checkpoint()
         return full
 
-    def _full_sync(self, state: dict, full: dict) -> Iterator[dict]:
+    def _full_sync(self, state: dict, full: dict) -> Iterator[Step]:
         self._stream_version = full["version"]
-
-        def chunk_done(key: Any) -> None:
-            full["last_key"] = key
-            self._checkpoint()
-
-        yield from self._chunked(full["last_key"], chunk_done)
-        self._write_activate_version_message(full["version"])
+        for item in self._chunks(full["last_key"]):
+            if isinstance(item, Rows):
+                yield item
+            else:
+                full["last_key"] = item
+                yield Checkpoint()
+        yield Activate(full["version"])
         state["table_version"] = full["version"]
         state["schema_fingerprint"] = self.fingerprint
         if self.table.load_type is LoadType.INCREMENTAL:
@@ -173,9 +232,9 @@ class PgpStream(Stream):
         else:
             state["replication_key_value"] = full["last_key"]
         del state["full_sync"]
-        self._checkpoint()
+        yield Checkpoint()
 
-    def _incremental(self, state: dict) -> Iterator[dict]:
+    def _incremental(self, state: dict) -> Iterator[Step]:
         self._stream_version = state["table_version"]
         begin = datetime.fromisoformat(state["replication_key_value"]) - self.run.lookback
         end_bound = self.run.end_bound
@@ -183,37 +242,36 @@ class PgpStream(Stream):
             self.logger.info("%s: nothing to do, bookmark is past %s", self.name, _iso(end_bound))
         while begin < end_bound:
             end = min(begin + self.run.max_window, end_bound)
-            yield from self._rows(self.table.query.window_sql(Window(begin, end), self.run.allow))
+            yield Rows(self.table.query.window_sql(Window(begin, end), self.run.allow))
             state["replication_key_value"] = _iso(end)
-            self._checkpoint()
+            yield Checkpoint()
             begin = end
 
-    def _load_by_id(self, state: dict) -> Iterator[dict]:
+    def _load_by_id(self, state: dict) -> Iterator[Step]:
         self._stream_version = state["table_version"]
+        for item in self._chunks(state.get("replication_key_value")):
+            if isinstance(item, Rows):
+                yield item
+            else:
+                state["replication_key_value"] = item
+                yield Checkpoint()
 
-        def chunk_done(key: Any) -> None:
-            state["replication_key_value"] = key
-            self._checkpoint()
-
-        yield from self._chunked(state.get("replication_key_value"), chunk_done)
-
-    def _test_load(self, state: dict) -> Iterator[dict]:
+    def _test_load(self, state: dict) -> Iterator[Step]:
         """pgp's test load: the first rows of new or changed streams, bookmarks untouched."""
         if state.get("schema_fingerprint") == self.fingerprint:
             self.logger.info("%s: unchanged, skipped by the test load", self.name)
             return
         keyed = self.table.load_type is not LoadType.SCD
-        version = max(int(time.time()), int(state.get("table_version") or 0) + 1)
+        version = _next_version(state)
         self._stream_version = version if keyed else None
-        yield from self._rows(self.table.query.limited_sql(self.run.allow, self.run.test_rows))
+        yield Rows(self.table.query.limited_sql(self.run.allow, self.run.test_rows))
         if keyed:
-            self._write_activate_version_message(version)
+            yield Activate(version)
 
-    # --- reading --------------------------------------------------------------------
-
-    def _chunked(self, after: Any, chunk_done: Callable[[Any], None]) -> Iterator[dict]:
-        """Rows with a primary key above ``after``, chunk by chunk in key order; a chunk
-        ends on a key boundary, so a key's rows never straddle a checkpoint."""
+    def _chunks(self, after: Any) -> Iterator[Rows | Any]:
+        """Rows above key ``after`` in key order, chunk by chunk; after each chunk's Rows
+        step, its last key. A chunk ends on a key boundary, so rows sharing a key never
+        straddle a checkpoint."""
         query, allow = self.table.query, self.run.allow
         while True:
             bound = self.source.fetch_value(
@@ -221,21 +279,61 @@ class PgpStream(Stream):
             )
             if bound is None:
                 return
-            yield from self._rows(query.chunk_sql(allow, after, bound))
+            yield Rows(query.chunk_sql(allow, after, bound))
             after = state_key(bound)
-            chunk_done(after)
+            yield after
 
-    def _rows(self, sql: str) -> Iterator[dict]:
-        for line in self.source.stream_json(sql, self.columns, self._constants):
-            self._rows_read += 1
+    # --- emitting -------------------------------------------------------------------
+
+    def _parse_rows(self, sql: str) -> Iterator[dict]:
+        for line in self.source.stream_json(sql, self.columns, self.row_constants):
+            self.rows_read += 1
             yield json.loads(line, parse_float=Decimal)
+
+    def _can_write_raw(self) -> bool:
+        """Whether records may bypass the SDK: every property selected, no stream maps,
+        no flattening (those need a Python dict per record)."""
+        maps = self.stream_maps
+        return (
+            self.run.raw_records
+            and all(self.mask[("properties", name)] for name in self.schema["properties"])
+            and len(maps) == 1
+            and type(maps[0]) is SameRecordTransform
+            and maps[0].stream_alias == self.name
+            and not self.config.get("flattening_enabled")
+        )
+
+    def _write_raw_records(self, sql: str) -> None:
+        """RECORD messages assembled by Postgres and copied to stdout as they come."""
+        prefix = f'{{"type":"RECORD","stream":{json.dumps(self.name)},"record":'
+        extracted = f'"time_extracted":"{_iso(datetime.now(UTC))}"'
+        version = self.table_version
+        suffix = f',"version":{version},{extracted}}}' if version is not None else f",{extracted}}}"
+        sys.stdout.flush()  # earlier SDK messages first
+        out = sys.stdout.buffer
+        for block in self.source.stream_lines(
+            sql, self.columns, self.row_constants, prefix, suffix
+        ):
+            self.rows_read += block.count(b"\n")
+            out.write(block)
+        out.flush()
 
     def _checkpoint(self) -> None:
         self.state_manager.is_flushed = False
         self._write_state_message()
 
+    @property
+    def table_version(self) -> int | None:
+        """The version records of this run are tagged with (None: appended, unversioned)."""
+        return self._stream_version
+
     def _where(self) -> str:
         return f"{self.table.source_file.name}: table '{self.table.key}'"
+
+
+def _next_version(state: dict) -> int:
+    # Strictly newer than the live copy, so activating it retires every older row.
+    return max(int(time.time()), int(state.get("table_version") or 0) + 1)
 
 
 def _iso(value: datetime) -> str:

@@ -101,6 +101,14 @@ class TapGitlabPostgres(Tap):
             description="Test load: only the first N rows of new or changed streams.",
         ),
         th.Property(
+            "fast_records",
+            th.BooleanType,
+            default=True,
+            description="RECORD messages assembled by Postgres and copied to stdout as they "
+            "come; false routes every record through singer-sdk (slower). Stream maps and "
+            "deselected properties always take the SDK route.",
+        ),
+        th.Property(
             "task_instance",
             th.StringType,
             description="Value of _task_instance (default: the run's UTC start time).",
@@ -183,6 +191,7 @@ class TapGitlabPostgres(Tap):
             test_rows=config["test_rows"],
             task_instance=config.get("task_instance") or started.strftime("%Y%m%dT%H%M%SZ"),
             allow=allow,
+            raw_records=config["fast_records"],
         )
 
     def record_failure(self, stream: str, message: str) -> None:

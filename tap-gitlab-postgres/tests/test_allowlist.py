@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from tap_gitlab_postgres.allowlist import AllowListError, AllowLists, sql_string
+from tap_gitlab_postgres.allowlist import AllowListError, AllowLists
+from tap_gitlab_postgres.sqltext import sql_string
 
 DATA = Path(__file__).parent / "data"
 PROJECTS = DATA / "internal_gitlab_projects.csv"
