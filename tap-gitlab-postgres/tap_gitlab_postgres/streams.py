@@ -116,16 +116,19 @@ class PgpStream(Stream):
 
     def get_records(self, context: Any) -> Iterable[dict]:
         fast = self._can_write_raw()
-        for step in self._guarded_plan():
-            if isinstance(step, Rows):
-                if fast:
-                    self._write_raw_records(step.sql)
+        try:
+            for step in self._plan():
+                if isinstance(step, Rows):
+                    if fast:
+                        self._write_raw_records(step.sql)
+                    else:
+                        yield from self._parse_rows(step.sql)
+                elif isinstance(step, Checkpoint):
+                    self._checkpoint()
                 else:
-                    yield from self._parse_rows(step.sql)
-            elif isinstance(step, Checkpoint):
-                self._checkpoint()
-            else:
-                self._write_activate_version_message(step.version)
+                    self._write_activate_version_message(step.version)
+        except (psycopg.Error, SourceError) as exc:
+            self._fail(exc)
 
     def get_batches(
         self, batch_config: BatchConfig, context: Any = None
@@ -133,37 +136,43 @@ class PgpStream(Stream):
         """BATCH mode: Postgres' JSON goes straight into batch files, one or more per window
         or chunk; the state follows the BATCH message of its chunk's last file."""
         batch = BatchFiles(self, batch_config)
-        for step in self._guarded_plan():
-            if isinstance(step, Rows):
-                yield from batch.write(step.sql)
-            elif isinstance(step, Checkpoint):
-                self.state_manager.is_flushed = False
-                if batch.pending:
-                    yield from batch.close()  # the SDK sends the state after this BATCH
+        try:
+            for step in self._plan():
+                if isinstance(step, Rows):
+                    yield from batch.write(step.sql)
+                elif isinstance(step, Checkpoint):
+                    self.state_manager.is_flushed = False
+                    if batch.pending:
+                        yield from batch.close()  # the SDK sends the state after this BATCH
+                    else:
+                        self._write_state_message()
                 else:
-                    self._write_state_message()
-            else:
-                self._write_activate_version_message(step.version)
-        batch.discard()  # rows of an unfinished window or chunk (a failed stream)
+                    self._write_activate_version_message(step.version)
+        except (psycopg.Error, SourceError) as exc:
+            batch.discard()  # rows of the unfinished window or chunk
+            self._fail(exc)
 
-    def _guarded_plan(self) -> Iterator[Step]:
-        """The plan of this run; a failing query fails this stream only."""
+    def _plan(self) -> Iterator[Step]:
+        """What this run reads and when it checkpoints, by load type."""
         uploaded_at = time.time()
         self.row_constants = {UPLOADED_AT: f"{uploaded_at:.6f}::numeric"}
         if self.table.advanced_metadata:
             self.row_constants[TASK_INSTANCE] = sql_string(self.run.task_instance)
         self.rows_read = 0
         state = self.stream_state
-        try:
-            if self.run.test_rows:
-                yield from self._test_load(state)
-            elif self.table.load_type is LoadType.SCD:
-                yield from self._snapshot(state, uploaded_at)
-            else:
-                yield from self._keyed(state)
-        except (psycopg.Error, SourceError) as exc:
-            self._tap.record_failure(self.name, f"{self._where()}: {first_line(exc)}")
+        if self.run.test_rows:
+            yield from self._test_load(state)
+        elif self.table.load_type is LoadType.SCD:
+            yield from self._snapshot(state, uploaded_at)
+        else:
+            yield from self._keyed(state)
         self.logger.info("%s: %d rows read from the source", self.name, self.rows_read)
+
+    def _fail(self, exc: Exception) -> None:
+        """A failing query fails this stream only; its state stays at the last checkpoint."""
+        self._tap.record_failure(
+            self.name, f"{self._where()}: {first_line(exc)} (after {self.rows_read} rows)"
+        )
 
     # --- the plan of each load type -------------------------------------------------
 

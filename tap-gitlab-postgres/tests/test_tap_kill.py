@@ -71,3 +71,62 @@ def test_killed_full_sync_resumes_without_missing_rows(tmp_path: Path, fresh_db:
     version = last_state["bookmarks"][STREAM]["full_sync"]["version"]
     assert [m["version"] for m in resumed.of_type("ACTIVATE_VERSION", STREAM)] == [version]
     assert "full_sync" not in resumed.bookmark(STREAM)
+
+
+def test_dropped_source_connection_fails_the_stream_and_the_rerun_catches_up(
+    tmp_path: Path, fresh_db: str
+) -> None:
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE notes (id bigint PRIMARY KEY, note text, updated_at timestamp);"
+            f"INSERT INTO notes SELECT g, repeat('n', 50), now() FROM generate_series(1, {ROWS}) g;"
+            "CREATE TABLE labels (id bigint PRIMARY KEY, title text);"
+            "INSERT INTO labels SELECT g, 'l' FROM generate_series(1, 10) g"
+        )
+    manifest = write_manifest(
+        tmp_path,
+        {
+            "notes": {
+                "export_table": "notes",
+                "import_query": "SELECT id, note, updated_at FROM notes "
+                "WHERE updated_at BETWEEN '{BEGIN_TIMESTAMP}'::timestamp "
+                "AND '{END_TIMESTAMP}'::timestamp",
+            },
+            "labels": {"export_table": "labels", "import_query": "SELECT id, title FROM labels"},
+        },
+    )
+    config = {**connection_config(fresh_db), "manifest_path": str(manifest), "chunk_size": 1000}
+    proc = subprocess.Popen(
+        [TAP, "--config", str(write_json(tmp_path / "config.json", config))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    messages = []
+    terminated = False
+    for line in proc.stdout:
+        messages.append(json.loads(line))
+        progress = messages[-1].get("value", {}).get("bookmarks", {}).get(STREAM, {})
+        if not terminated and progress.get("full_sync", {}).get("last_key") == 3000:
+            # What a replica rebuild does to a running extract: the server drops it.
+            with psycopg.connect(fresh_db, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'tap-gitlab-postgres'"
+                )
+            terminated = True
+    stderr = proc.stderr.read()
+    assert proc.wait() == 1
+    assert terminated
+    assert "gitlab_db_notes" in stderr and "error:" in stderr
+    states = [m["value"] for m in messages if m["type"] == "STATE"]
+    last_key = states[-1]["bookmarks"][STREAM]["full_sync"]["last_key"]
+    assert last_key >= 3000
+    # The other stream reconnected and finished.
+    assert "last_snapshot_at" in states[-1]["bookmarks"]["gitlab_db_labels"]
+    seen = {m["record"]["id"] for m in messages if m.get("stream") == STREAM and "record" in m}
+
+    rerun = run_tap(tmp_path, config, states[-1])
+    assert min(rerun.ids(STREAM)) == last_key + 1
+    assert seen | set(rerun.ids(STREAM)) == set(range(1, ROWS + 1))

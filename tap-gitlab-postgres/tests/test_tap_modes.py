@@ -36,7 +36,8 @@ def config(tmp_path: Path, fresh_db: str) -> dict:
             "issues": {
                 "export_table": "issues",
                 "import_query": "SELECT id, title, weight, labels, meta, updated_at FROM issues\n"
-                "WHERE updated_at BETWEEN '{BEGIN_TIMESTAMP}'::timestamp AND '{END_TIMESTAMP}'::timestamp",
+                "WHERE updated_at BETWEEN '{BEGIN_TIMESTAMP}'::timestamp "
+                "AND '{END_TIMESTAMP}'::timestamp",
             }
         },
     )
