@@ -13,27 +13,25 @@ from test_tap_sync import write_manifest
 
 ROWS = 20_000
 STREAM = "gitlab_db_notes"
+NOTES = {
+    "export_table": "notes",
+    "import_query": "SELECT id, note, updated_at FROM notes "
+    "WHERE updated_at BETWEEN '{BEGIN_TIMESTAMP}'::timestamp AND '{END_TIMESTAMP}'::timestamp",
+}
+
+
+def create_notes(dsn: str, key_step: int, extra_sql: str = "") -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE notes (id bigint PRIMARY KEY, note text, updated_at timestamp);"
+            f"INSERT INTO notes SELECT g * {key_step}, repeat('n', 50), now() "
+            f"FROM generate_series(1, {ROWS}) g;" + extra_sql
+        )
 
 
 def test_killed_full_sync_resumes_without_missing_rows(tmp_path: Path, fresh_db: str) -> None:
-    with psycopg.connect(fresh_db, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE notes (id bigint PRIMARY KEY, note text, updated_at timestamp);"
-            # Gaps in the keys: chunks are by rows, not by key arithmetic.
-            f"INSERT INTO notes SELECT g * 3, repeat('n', 50), now() "
-            f"FROM generate_series(1, {ROWS}) g"
-        )
-    manifest = write_manifest(
-        tmp_path,
-        {
-            "notes": {
-                "export_table": "notes",
-                "import_query": "SELECT id, note, updated_at FROM notes "
-                "WHERE updated_at BETWEEN '{BEGIN_TIMESTAMP}'::timestamp "
-                "AND '{END_TIMESTAMP}'::timestamp",
-            }
-        },
-    )
+    create_notes(fresh_db, key_step=3)  # gaps in the keys: chunks are by rows, not key arithmetic
+    manifest = write_manifest(tmp_path, {"notes": dict(NOTES)})
     config = {**connection_config(fresh_db), "manifest_path": str(manifest), "chunk_size": 1000}
     proc = subprocess.Popen(
         [TAP, "--config", str(write_json(tmp_path / "config.json", config))],
@@ -76,22 +74,16 @@ def test_killed_full_sync_resumes_without_missing_rows(tmp_path: Path, fresh_db:
 def test_dropped_source_connection_fails_the_stream_and_the_rerun_catches_up(
     tmp_path: Path, fresh_db: str
 ) -> None:
-    with psycopg.connect(fresh_db, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE notes (id bigint PRIMARY KEY, note text, updated_at timestamp);"
-            f"INSERT INTO notes SELECT g, repeat('n', 50), now() FROM generate_series(1, {ROWS}) g;"
-            "CREATE TABLE labels (id bigint PRIMARY KEY, title text);"
-            "INSERT INTO labels SELECT g, 'l' FROM generate_series(1, 10) g"
-        )
+    create_notes(
+        fresh_db,
+        key_step=1,
+        extra_sql="CREATE TABLE labels (id bigint PRIMARY KEY, title text);"
+        "INSERT INTO labels SELECT g, 'l' FROM generate_series(1, 10) g",
+    )
     manifest = write_manifest(
         tmp_path,
         {
-            "notes": {
-                "export_table": "notes",
-                "import_query": "SELECT id, note, updated_at FROM notes "
-                "WHERE updated_at BETWEEN '{BEGIN_TIMESTAMP}'::timestamp "
-                "AND '{END_TIMESTAMP}'::timestamp",
-            },
+            "notes": dict(NOTES),
             "labels": {"export_table": "labels", "import_query": "SELECT id, title FROM labels"},
         },
     )
