@@ -200,6 +200,12 @@ class QueryTemplate:
             f" WHERE {pk} IS NOT NULL ORDER BY {pk} LIMIT {_positive(rows)}"
         )
 
+    def null_key_sql(self, allow: AllowLists) -> str:
+        """Rows whose pk is NULL: no key range ever holds them, so a full sync reads them
+        on their own rather than lose them."""
+        pk = quote_ident(self.primary_key)
+        return f"SELECT * FROM (\n{self.full_sql(allow)}\n) AS pgp_q WHERE {pk} IS NULL"
+
     def probe_sql(self, allow: AllowLists) -> str:
         """No rows, but the result columns and types (schema discovery)."""
         return f"SELECT * FROM (\n{self.full_sql(allow)}\n) AS pgp_probe LIMIT 0"

@@ -232,6 +232,15 @@ class PgpStream(Stream):
             else:
                 full["last_key"] = item
                 yield Checkpoint()
+        before = self.rows_read
+        yield Rows(self.table.query.null_key_sql(self.run.allow))
+        if self.rows_read > before:
+            self.logger.warning(
+                "%s: %d rows have a NULL primary key '%s'; loaded, but dbt cannot deduplicate them",
+                self._where(),
+                self.rows_read - before,
+                self.table.primary_key,
+            )
         yield Activate(full["version"])
         state["table_version"] = full["version"]
         state["schema_fingerprint"] = self.fingerprint

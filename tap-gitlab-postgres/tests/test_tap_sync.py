@@ -436,3 +436,30 @@ def test_connection_from_env_variables_named_by_the_manifest(
     failed = run_tap(tmp_path, config, check=False)
     assert failed.returncode == 1
     assert "DEMO_DB_PASS" in failed.stderr and "error:" in failed.stderr
+
+
+def test_full_sync_keeps_rows_with_a_null_primary_key(tmp_path: Path, fresh_db: str) -> None:
+    execute(
+        fresh_db,
+        """
+        CREATE TABLE events (id bigint, updated_at timestamp);
+        INSERT INTO events SELECT g, now() FROM generate_series(1, 30) g;
+        INSERT INTO events VALUES (NULL, now()), (NULL, now());
+        """,
+    )
+    manifest = write_manifest(
+        tmp_path,
+        {
+            "events": {
+                "export_table": "events",
+                "import_query": "SELECT id, updated_at FROM events WHERE updated_at BETWEEN "
+                "'{BEGIN_TIMESTAMP}'::timestamp AND '{END_TIMESTAMP}'::timestamp",
+            }
+        },
+    )
+    config = {**connection_config(fresh_db), "manifest_path": str(manifest), "chunk_size": 10}
+    run = run_tap(tmp_path, config)
+    ids = run.ids("gitlab_db_events")
+    assert sorted(i for i in ids if i is not None) == list(range(1, 31))
+    assert ids.count(None) == 2
+    assert "NULL primary key 'id'" in run.stderr
