@@ -1,0 +1,260 @@
+"""File formats of pump objects: CSV (as Snowflake unloaded it for GitLab), JSONL, Parquet.
+
+CSV follows GitLab's ``COPY INTO`` unload (``TYPE = CSV, NULL_IF = (), FIELD_OPTIONALLY_ENCLOSED_BY
+= '"', COMPRESSION = NONE, HEADER = TRUE``):
+
+* a header row, then one line per row, ``\\n`` line ends, UTF-8 without BOM;
+* comma-delimited, columns in schema order;
+* NULL is an empty field; an empty string is ``""`` so the two stay distinct;
+* a field is enclosed in ``"`` only when needed (it contains ``,``, ``"``, CR or LF, or is the
+  empty string); an embedded ``"`` is doubled;
+* values are written as the extractor sent them: strings (including date-times) byte for byte,
+  numbers with their JSON digits (``1.10`` stays ``1.10``; an exponent is written ``1E-7``),
+  booleans ``true``/``false``, objects and arrays as compact JSON (UTF-8).
+
+Each writer writes one local part file; the caller rotates and uploads them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import io
+import re
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from singer_sdk.singerlib.json import serialize_json
+
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]')
+
+CONTENT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "jsonl": "application/x-ndjson",
+    "parquet": "application/vnd.apache.parquet",
+}
+
+
+class ConversionError(ValueError):
+    """A value cannot be written in the pump's format."""
+
+
+def plain_text(value: Any) -> str:
+    """A non-null value as text, unquoted."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, Decimal)):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (dict, list)):
+        return serialize_json(value, ensure_ascii=False)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    return str(value)
+
+
+def csv_text(value: Any) -> str:
+    """One CSV field (see module docstring)."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else plain_text(value)
+    if not text or _NEEDS_QUOTES.search(text):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def csv_line(values: Sequence[Any]) -> str:
+    return ",".join(csv_text(v) for v in values) + "\n"
+
+
+def header_names(columns: Sequence[str], header_case: str) -> list[str]:
+    if header_case == "upper":
+        return [c.upper() for c in columns]
+    if header_case == "lower":
+        return [c.lower() for c in columns]
+    return list(columns)
+
+
+class PartWriter(Protocol):
+    path: Path
+    rows: int
+
+    def write(self, records: Sequence[Mapping[str, Any]]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def open_part(
+    path: Path,
+    fmt: str,
+    compression: str,
+    columns: Sequence[str],
+    properties: Mapping[str, Mapping[str, Any]],
+    header_case: str = "as_is",
+) -> PartWriter:
+    if fmt == "csv":
+        return CsvPart(path, compression, columns, header_case)
+    if fmt == "jsonl":
+        return JsonlPart(path, compression, columns)
+    if fmt == "parquet":
+        return ParquetPart(path, compression, columns, properties, header_case)
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+class _TextOut:
+    """A UTF-8 text file, optionally gzip-compressed, closed in the right order."""
+
+    def __init__(self, path: Path, compression: str) -> None:
+        self._raw: IO[bytes] = open(path, "wb")  # noqa: SIM115  (closed in close())
+        # mtime=0: the same rows give the same bytes (and sha256) on every run.
+        self._gzip = (
+            gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0)
+            if compression == "gzip"
+            else None
+        )
+        self.text = io.TextIOWrapper(self._gzip or self._raw, encoding="utf-8", newline="")
+
+    def close(self) -> None:
+        self.text.close()  # flushes; closes the GzipFile (writes its trailer) or the file
+        self._raw.close()  # GzipFile never closes a fileobj it was handed
+
+
+class CsvPart:
+    def __init__(
+        self, path: Path, compression: str, columns: Sequence[str], header_case: str
+    ) -> None:
+        self.path = path
+        self.rows = 0
+        self.columns = list(columns)
+        self._out = _TextOut(path, compression)
+        self._out.text.write(csv_line(header_names(self.columns, header_case)))
+
+    def write(self, records: Sequence[Mapping[str, Any]]) -> None:
+        columns = self.columns
+        self._out.text.writelines(csv_line([r.get(c) for c in columns]) for r in records)
+        self.rows += len(records)
+
+    def close(self) -> None:
+        self._out.close()
+
+
+class JsonlPart:
+    def __init__(self, path: Path, compression: str, columns: Sequence[str]) -> None:
+        self.path = path
+        self.rows = 0
+        self.columns = list(columns)
+        self._out = _TextOut(path, compression)
+
+    def write(self, records: Sequence[Mapping[str, Any]]) -> None:
+        columns = self.columns
+        self._out.text.writelines(
+            serialize_json({c: r.get(c) for c in columns}, ensure_ascii=False) + "\n"
+            for r in records
+        )
+        self.rows += len(records)
+
+    def close(self) -> None:
+        self._out.close()
+
+
+# --------------------------------------------------------------------------- Parquet
+
+
+def _json_types(prop: Mapping[str, Any]) -> tuple[set[str], str | None]:
+    """Non-null JSON types of a property schema, and its string format (anyOf flattened)."""
+    types: set[str] = set()
+    fmt = prop.get("format")
+    raw = prop.get("type")
+    if isinstance(raw, str):
+        types.add(raw)
+    elif isinstance(raw, list):
+        types.update(t for t in raw if isinstance(t, str))
+    for alternative in prop.get("anyOf", []) or []:
+        sub_types, sub_fmt = _json_types(alternative)
+        types |= sub_types
+        fmt = fmt or sub_fmt
+    types.discard("null")
+    return types, fmt
+
+
+def arrow_type(prop: Mapping[str, Any]) -> pa.DataType:
+    """Parquet column type for a JSON schema property; anything ambiguous is a string."""
+    types, fmt = _json_types(prop)
+    if types == {"integer"}:
+        return pa.int64()
+    if types <= {"integer", "number"} and types:
+        return pa.float64()
+    if types == {"boolean"}:
+        return pa.bool_()
+    if types == {"string"} and fmt == "date-time":
+        return pa.timestamp("us", tz="UTC")
+    if types == {"string"} and fmt == "date":
+        return pa.date32()
+    return pa.string()
+
+
+def _to_arrow_value(value: Any, kind: pa.DataType) -> Any:
+    if value is None:
+        return None
+    if pa.types.is_timestamp(kind):
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if isinstance(value, dt.datetime):
+            return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        raise TypeError(type(value).__name__)
+    if pa.types.is_date(kind):
+        return dt.date.fromisoformat(value) if isinstance(value, str) else value
+    if pa.types.is_floating(kind):
+        return float(value)
+    if pa.types.is_integer(kind):
+        return int(value)
+    if pa.types.is_boolean(kind):
+        if not isinstance(value, bool):
+            raise TypeError(type(value).__name__)
+        return value
+    return plain_text(value)
+
+
+class ParquetPart:
+    def __init__(
+        self,
+        path: Path,
+        compression: str,
+        columns: Sequence[str],
+        properties: Mapping[str, Mapping[str, Any]],
+        header_case: str,
+    ) -> None:
+        self.path = path
+        self.rows = 0
+        self.columns = list(columns)
+        self.kinds = [arrow_type(properties.get(c, {})) for c in self.columns]
+        names = header_names(self.columns, header_case)
+        self.schema = pa.schema([pa.field(n, k) for n, k in zip(names, self.kinds, strict=True)])
+        self._writer = pq.ParquetWriter(
+            str(path), self.schema, compression="gzip" if compression == "gzip" else "none"
+        )
+
+    def write(self, records: Sequence[Mapping[str, Any]]) -> None:
+        if not records:
+            return
+        arrays = []
+        for column, kind in zip(self.columns, self.kinds, strict=True):
+            try:
+                values = [_to_arrow_value(r.get(column), kind) for r in records]
+            except (TypeError, ValueError) as exc:
+                raise ConversionError(
+                    f"column '{column}': cannot write a value as Parquet {kind} ({exc})"
+                ) from None
+            arrays.append(pa.array(values, type=kind))
+        self._writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
+        self.rows += len(records)
+
+    def close(self) -> None:
+        self._writer.close()

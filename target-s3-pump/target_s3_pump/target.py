@@ -1,0 +1,419 @@
+"""target-s3-pump: GitLab's Data Pump as a Singer target.
+
+Models listed in pumps.yml go to S3. The run, in order:
+
+1. settings and pumps.yml are validated (one line per problem; nothing is read or written);
+2. every SCHEMA message is checked against pumps.yml: the stream must be a listed model, from
+   the right schema (sensitive or not) when the name says it, and the pump's bucket must exist.
+   Anything else fails the run before any object is written;
+3. records are spooled to local disk (memory holds one batch);
+4. at the end of the input each pump is published (:mod:`target_s3_pump.publish`): files, then
+   the marker. Only then is the last STATE forwarded, so Meltano's bookmark never moves past
+   data that is not marked complete in S3.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from singer_sdk import Target
+from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
+
+from target_s3_pump.config import (
+    COMPRESSIONS,
+    ENCRYPTIONS,
+    FORMATS,
+    HEADER_CASES,
+    PumpConfigError,
+    PumpSettings,
+)
+from target_s3_pump.publish import PublishError, PumpResult, publish_pump
+from target_s3_pump.pumps import Pump, PumpsFileError, StreamRejected
+from target_s3_pump.s3 import S3Error, S3Store, make_client
+from target_s3_pump.sinks import PumpSink
+from target_s3_pump.spool import PumpSpool
+
+
+class PumpsNotPublished(RuntimeError):
+    """Some pumps could not be published (others may have been); no state was forwarded."""
+
+
+class TargetS3Pump(Target):
+    """Pumps the models listed in pumps.yml to S3."""
+
+    name = "target-s3-pump"
+    default_sink_class = PumpSink
+
+    config_jsonschema = th.PropertiesList(
+        th.Property(
+            "pumps_file",
+            th.StringType,
+            required=True,
+            description="Path of pumps.yml (GitLab's format): the models that may be pumped.",
+        ),
+        th.Property(
+            "bucket",
+            th.StringType,
+            description="Bucket for pumps without a 'stage' (and default bucket of stages).",
+        ),
+        th.Property(
+            "prefix",
+            th.StringType,
+            default="",
+            description="Key prefix under 'bucket' for pumps without a 'stage'.",
+        ),
+        th.Property(
+            "stages",
+            th.ObjectType(
+                additional_properties=th.ObjectType(
+                    th.Property("bucket", th.StringType),
+                    th.Property("prefix", th.StringType),
+                )
+            ),
+            description="Stage name (pumps.yml 'stage') -> {bucket, prefix}. A pump naming a "
+            "stage that is not configured here fails validation.",
+        ),
+        th.Property(
+            "format",
+            th.StringType,
+            default="csv",
+            allowed_values=list(FORMATS),
+            description="csv (as Snowflake unloaded it for GitLab), parquet or jsonl.",
+        ),
+        th.Property(
+            "compression",
+            th.StringType,
+            default="none",
+            allowed_values=list(COMPRESSIONS),
+            description="none or gzip (csv/jsonl: .gz objects; parquet: gzip codec inside).",
+        ),
+        th.Property(
+            "max_rows_per_file",
+            th.IntegerType,
+            default=1_000_000,
+            description="Rows per part for 'single: false' pumps. There is no cap per run.",
+        ),
+        th.Property(
+            "interval_end",
+            th.DateTimeType,
+            description="End of the run's data interval (ISO 8601, naive = UTC); names the "
+            "files YYYY_MM_DD__HHMMSS. Default: the run's start, UTC, whole seconds. Pass the "
+            "scheduler's interval end to make retries overwrite the same objects.",
+        ),
+        th.Property(
+            "header_case",
+            th.StringType,
+            default="as_is",
+            allowed_values=list(HEADER_CASES),
+            description="Column names in headers: as_is, upper (like Snowflake unquoted "
+            "identifiers), lower.",
+        ),
+        th.Property(
+            "pumps_schema",
+            th.StringType,
+            default="pumps",
+            description="Warehouse schema of non-sensitive pump models.",
+        ),
+        th.Property(
+            "pumps_sensitive_schema",
+            th.StringType,
+            default="pumps_sensitive",
+            description="Warehouse schema of sensitive pump models.",
+        ),
+        th.Property(
+            "endpoint_url",
+            th.StringType,
+            description="S3 endpoint (e.g. the local moto server); default: AWS.",
+        ),
+        th.Property("region", th.StringType, description="AWS region of the bucket(s)."),
+        th.Property(
+            "aws_access_key_id",
+            th.StringType,
+            secret=True,
+            description="Access key; default: boto3's credential chain (env, profile, role).",
+        ),
+        th.Property(
+            "aws_secret_access_key",
+            th.StringType,
+            secret=True,
+            description="Secret key; default: boto3's credential chain.",
+        ),
+        th.Property(
+            "aws_session_token",
+            th.StringType,
+            secret=True,
+            description="Session token for temporary credentials.",
+        ),
+        th.Property("aws_profile", th.StringType, description="Named profile to use."),
+        th.Property(
+            "server_side_encryption",
+            th.StringType,
+            default="AES256",
+            allowed_values=list(ENCRYPTIONS),
+            description="x-amz-server-side-encryption of every object: AES256, aws:kms, none.",
+        ),
+        th.Property(
+            "sse_kms_key_id",
+            th.StringType,
+            description="KMS key id/ARN for aws:kms (default: the account's aws/s3 key).",
+        ),
+        th.Property(
+            "multipart_chunk_size_mb",
+            th.IntegerType,
+            default=16,
+            description="Multipart upload threshold and part size in MiB (min 5).",
+        ),
+        th.Property(
+            "max_attempts",
+            th.IntegerType,
+            default=5,
+            description="Attempts per S3 request (boto3 standard retry mode).",
+        ),
+        th.Property(
+            "spool_dir",
+            th.StringType,
+            description="Directory for the local spool (default: the system temp dir). "
+            "Needs room for the run's data; holds sensitive rows until the run ends.",
+        ),
+        th.Property(
+            "summary_file",
+            th.StringType,
+            description="Write a JSON summary of the published objects here.",
+        ),
+    ).to_dict()
+
+    def __init__(
+        self,
+        *,
+        config: dict | Path | str | list[Path | str] | None = None,
+        parse_env_config: bool = False,
+        validate_config: bool = True,
+        setup_mapper: bool = True,
+        message_reader: Any = None,
+    ) -> None:
+        self.run_started_at = datetime.now(timezone.utc)
+        self._spools: dict[str, PumpSpool] = {}  # model -> spool, in order of first SCHEMA
+        self._stream_pumps: dict[str, Pump] = {}  # accepted stream -> pump
+        self._held_state: dict | None = None
+        self._published = False
+        self._workdir: Path | None = None
+        self._store: S3Store | None = None
+        self.results: list[PumpResult] = []
+        super().__init__(
+            config=config,
+            parse_env_config=parse_env_config,
+            validate_config=validate_config,
+            setup_mapper=setup_mapper,
+            message_reader=message_reader,
+        )
+        self.settings = PumpSettings.from_config(self.config, now=self.run_started_at)
+        self.max_parallelism = 1  # spools are appended in input order
+
+    # ------------------------------------------------------------------ resources
+
+    @property
+    def store(self) -> S3Store:
+        if self._store is None:
+            self._store = S3Store(
+                make_client(self.config),
+                encryption=self.settings.encryption,
+                kms_key_id=self.settings.kms_key_id,
+                multipart_chunk_mb=self.settings.multipart_chunk_mb,
+            )
+        return self._store
+
+    @property
+    def workdir(self) -> Path:
+        if self._workdir is None:
+            spool_dir = self.config.get("spool_dir") or None
+            if spool_dir:
+                Path(spool_dir).mkdir(parents=True, exist_ok=True)
+            # mkdtemp: mode 0700, since the spool holds (possibly sensitive) rows.
+            self._workdir = Path(tempfile.mkdtemp(prefix="target-s3-pump-", dir=spool_dir))
+            atexit.register(shutil.rmtree, self._workdir, True)
+        return self._workdir
+
+    def _remove_workdir(self) -> None:
+        for spool in self._spools.values():
+            spool.remove()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ streams
+
+    def accept_stream(self, stream_name: str) -> Pump:
+        """The pump fed by ``stream_name``; :class:`StreamRejected` for anything else."""
+        pump = self._stream_pumps.get(stream_name)
+        if pump is not None:
+            return pump
+        pump = self.settings.pumps.resolve_stream(stream_name, self.settings.schemas)
+        for other, other_pump in self._stream_pumps.items():
+            if other_pump.model == pump.model:
+                raise StreamRejected(
+                    f"streams '{other}' and '{stream_name}' both map to pump '{pump.model}'; "
+                    "a pump takes exactly one stream"
+                )
+        self._stream_pumps[stream_name] = pump
+        return pump
+
+    def get_sink(
+        self,
+        stream_name: str,
+        *,
+        record: dict | None = None,
+        schema: dict | None = None,
+        key_properties: Sequence[str] | None = None,
+    ) -> PumpSink:
+        if schema is not None:
+            self.accept_stream(stream_name)  # before a sink (or anything else) exists
+            if self.sink_exists(stream_name):
+                # A changed schema replaces the sink; spool its pending rows first, in order.
+                self.drain_one(super().get_sink(stream_name))
+        sink = super().get_sink(
+            stream_name, record=record, schema=schema, key_properties=key_properties
+        )
+        assert isinstance(sink, PumpSink)
+        return sink
+
+    def spool_for(self, stream_name: str, schema: dict) -> PumpSpool:
+        """Called by each new sink: the pump's spool, with the schema's columns merged in."""
+        pump = self.accept_stream(stream_name)
+        spool = self._spools.get(pump.model)
+        if spool is None:
+            self.store.check_bucket(self.settings.location_for(pump).bucket)
+            spool = PumpSpool(self.workdir, pump, stream_name)
+            self._spools[pump.model] = spool
+        spool.update_schema(schema, self.logger)
+        return spool
+
+    # ------------------------------------------------------------------ end of input
+
+    def _write_state_message(self, state: dict) -> None:
+        # Held until the data it covers is published (marker written): a bookmark must never
+        # move past rows a consumer cannot see yet.
+        if not self._published:
+            self._held_state = state
+            return
+        super()._write_state_message(state)
+
+    def process_endofpipe(self) -> None:
+        super().process_endofpipe()  # drains every sink into its spool; state is held
+        try:
+            self._publish_all()
+        finally:
+            self._remove_workdir()
+        self._published = True
+        if self._held_state is not None:
+            self._write_state_message(self._held_state)
+
+    def _publish_all(self) -> None:
+        writer = f"{self.name} {self.get_plugin_version()}"
+        failures: list[str] = []
+        for spool in self._spools.values():
+            try:
+                self.results.append(
+                    publish_pump(
+                        spool, self.settings, self.store, self.workdir, self.logger, writer
+                    )
+                )
+            except PublishError as exc:
+                self.logger.error("%s", exc)
+                failures.append(str(exc))
+            finally:
+                spool.remove()
+        self._report(failures)
+        if failures:
+            published = ", ".join(r.pump.model for r in self.results) or "none"
+            raise PumpsNotPublished(
+                "\n".join([*failures, f"published in this run: {published}; state not emitted"])
+            )
+
+    def _report(self, failures: list[str]) -> None:
+        objects = sum(len(r.files) + 1 for r in self.results)
+        rows = sum(r.rows for r in self.results)
+        self.logger.info(
+            "summary: %d pump(s) published, %d object(s) written, %d row(s); %d pump(s) failed",
+            len(self.results),
+            objects,
+            rows,
+            len(failures),
+        )
+        for result in self.results:
+            for f in result.files:
+                self.logger.info(
+                    "  s3://%s/%s  rows=%d bytes=%d sha256=%s",
+                    result.bucket,
+                    f.key,
+                    f.rows,
+                    f.bytes,
+                    f.sha256,
+                )
+            self.logger.info("  s3://%s/%s  (marker)", result.bucket, result.marker_key)
+        # Legitimate for a partial run (meltano --select), else a sign the extractor's
+        # selection was not derived from pumps.yml (see pumps-check --meltano-env).
+        received = {spool.pump.model for spool in self._spools.values()}
+        for pump in self.settings.pumps:
+            if pump.model not in received:
+                self.logger.warning(
+                    "pump %s: no stream '%s' in this run; nothing published for it",
+                    pump.model,
+                    pump.stream_id(self.settings.schemas),
+                )
+        summary_file = self.config.get("summary_file")
+        if summary_file:
+            summary = {
+                "interval_end": self.settings.interval_end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "published": [r.to_dict() for r in self.results],
+                "failed": failures,
+            }
+            path = Path(summary_file)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        # The SDK drains and finishes on SIGTERM/SIGINT; a pump must not: a killed run
+        # (e.g. its extractor failed) would publish incomplete data as complete.
+        self.logger.error(
+            "received signal %d: stopping without publishing; no marker written", signum
+        )
+        self._remove_workdir()
+        sys.exit(128 + signum)
+
+
+OPERATOR_ERRORS = (
+    PumpConfigError,
+    PumpsFileError,
+    StreamRejected,
+    S3Error,
+    PumpsNotPublished,
+    ConfigValidationError,
+)
+
+
+def main() -> None:
+    """Console entry point: operator errors end in clear lines, not a traceback."""
+    try:
+        TargetS3Pump.cli()
+    except OPERATOR_ERRORS as exc:
+        lines = str(exc).splitlines()
+        if isinstance(exc, ConfigValidationError):
+            lines += [str(e) for e in getattr(exc, "errors", [])]
+        if isinstance(exc, StreamRejected | S3Error):
+            lines[-1] += "; nothing was written"
+        for line in lines:
+            print(f"target-s3-pump: error: {line}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
