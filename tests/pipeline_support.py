@@ -1,0 +1,335 @@
+"""Helpers for tests/test_pipeline.py: the real Meltano project, run in isolation.
+
+A :class:`Pipeline` is this repository's meltano.yml run by the project's own
+``.venv/bin/meltano`` against a throwaway source and warehouse database, with
+
+- its own Meltano system directory (``MELTANO_SYS_DIR_ROOT`` in a temp dir): its own
+  systemdb (state), ``run/`` files and logs; the installed plugin venvs of
+  ``.meltano/`` are symlinked in, so nothing is reinstalled and nothing leaks;
+- an empty ``--env-file``: a developer's ``.env`` (written by ``make demo``) is ignored;
+- the ``dev`` environment's LOCALPG_* variables pointing at the test cluster;
+- dbt's target/ and logs/ in the temp dir, never in transform/;
+- optionally a copy of the manifests (``TAP_GITLAB_POSTGRES__MAIN_MANIFEST_PATH`` etc.).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+MELTANO = ROOT / ".venv" / "bin" / "meltano"
+MANIFESTS = ROOT / "manifests"
+SEEDS = ROOT / "transform" / "seeds"
+RAW_SCHEMA = "tap_postgres"
+TARGET = "target-postgres"
+LOOKBACK = timedelta(minutes=30)
+
+# extractor -> manifest file name (meltano.yml points both at manifests/).
+EXTRACTORS = {
+    "tap-gitlab-postgres--main": "gitlab_demo_db_manifest.yaml",
+    "tap-gitlab-postgres--main-scd": "gitlab_demo_scd_db_manifest.yaml",
+}
+MAIN, SCD = EXTRACTORS
+
+# Variables a developer's shell might carry that would change what the project resolves.
+_SCRUBBED_PREFIXES = (
+    "MELTANO_",
+    "LOCALPG_",
+    "TAP_GITLAB_POSTGRES",
+    "TARGET_POSTGRES",
+    "TARGET_SNOWFLAKE",
+    "DBT_",
+    "GITLAB_COM_",
+    "SNOWFLAKE_",
+)
+
+
+def meltano_env_name(plugin: str, setting: str) -> str:
+    """Meltano's env variable for a plugin setting (`tap-x--main`, `a_b` -> TAP_X__MAIN_A_B)."""
+    return re.sub(r"[^A-Za-z0-9]", "_", f"{plugin}_{setting}").upper()
+
+
+def manifest_env_name(extractor: str) -> str:
+    return meltano_env_name(extractor, "manifest_path")
+
+
+@dataclass
+class Stream:
+    extractor: str
+    name: str  # stream = RAW table name
+    load_type: str  # incremental | load_by_id | scd
+    primary_key: str
+    source_table: str
+    unfiltered: bool  # no additional_filtering and no allow-list placeholders
+    table: Any = field(repr=False)  # tap_gitlab_postgres.manifest.ManifestTable
+
+
+def manifest_streams(extractor: str, manifest: Path) -> list[Stream]:
+    """The streams a manifest defines, parsed by the tap's own manifest loader."""
+    from tap_gitlab_postgres.manifest import load_manifest
+
+    out = []
+    for t in load_manifest(manifest, "main").tables:
+        match = re.search(r"\bFROM\s+([A-Za-z_][A-Za-z0-9_]*)", t.import_query, re.I)
+        assert match, f"no FROM in {t.key}"
+        unfiltered = not t.additional_filtering and not any(
+            p.startswith("INTERNAL_") for p in t.placeholders
+        )
+        out.append(
+            Stream(
+                extractor,
+                t.stream_name,
+                str(t.load_type.value),
+                t.primary_key,
+                match.group(1),
+                unfiltered,
+                t,
+            )
+        )
+    return out
+
+
+def allow_lists():
+    from tap_gitlab_postgres.allowlist import AllowLists
+
+    return AllowLists.load(
+        SEEDS / "internal_gitlab_projects.csv", SEEDS / "internal_gitlab_namespaces.csv"
+    )
+
+
+@dataclass
+class RunResult:
+    started_ms: int  # epoch ms just before `meltano run`: rows of this run have
+    #                  _sdc_sync_started_at >= started_ms
+    proc: subprocess.CompletedProcess
+    seconds: float
+
+
+class MeltanoFailed(AssertionError):
+    pass
+
+
+class Pipeline:
+    def __init__(self, pg, home: Path, source_db: str, warehouse_db: str) -> None:
+        self.pg = pg
+        self.home = home
+        self.source_db = source_db
+        self.warehouse_db = warehouse_db
+        self.sys_dir = home / ".meltano"
+        self.sys_dir.mkdir(parents=True, exist_ok=True)
+        for kind in ("extractors", "loaders", "utilities"):
+            link = self.sys_dir / kind
+            if not link.exists():
+                link.symlink_to(ROOT / ".meltano" / kind, target_is_directory=True)
+        self.env_file = home / "empty.env"
+        self.env_file.write_text("")
+        self.log = home / "meltano.log"
+        self.manifests: dict[str, Path] = {x: MANIFESTS / f for x, f in EXTRACTORS.items()}
+        self.extra_env: dict[str, str] = {}
+
+    # -- setup ---------------------------------------------------------------------
+
+    def use_manifest_copies(self) -> Path:
+        """Copy the project's manifests into the temp dir and point both extractors there."""
+        folder = self.home / "manifests"
+        folder.mkdir(exist_ok=True)
+        for extractor, name in EXTRACTORS.items():
+            shutil.copy(MANIFESTS / name, folder / name)
+            self.manifests[extractor] = folder / name
+            self.extra_env[manifest_env_name(extractor)] = str(folder / name)
+        shutil.copy(MANIFESTS / "connection_info.yaml", folder / "connection_info.yaml")
+        return folder
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
+        env.pop("VIRTUAL_ENV", None)
+        env.update(
+            MELTANO_SYS_DIR_ROOT=str(self.sys_dir),
+            MELTANO_DATABASE_URI=f"sqlite:///{self.sys_dir / 'meltano.db'}",
+            MELTANO_ENVIRONMENT="dev",
+            MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
+            MELTANO_CLI_LOG_LEVEL="info",
+            DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+            DBT_TARGET_PATH=str(self.home / "dbt-target"),
+            DBT_LOG_PATH=str(self.home / "dbt-logs"),
+            LOCALPG_HOST=self.pg.host,
+            LOCALPG_PORT=str(self.pg.port),
+            LOCALPG_USER=self.pg.user,
+            LOCALPG_PASSWORD=self.pg.password,
+            LOCALPG_SOURCE_DB=self.source_db,
+            LOCALPG_WAREHOUSE_DB=self.warehouse_db,
+            NO_COLOR="1",
+        )
+        env.update(self.extra_env)
+        return env
+
+    # -- meltano -------------------------------------------------------------------
+
+    def meltano(
+        self, *args: str, check: bool = True, env: dict | None = None, timeout: float = 600
+    ) -> subprocess.CompletedProcess:
+        cmd = [str(MELTANO), "--env-file", str(self.env_file), *args]
+        proc = subprocess.run(
+            cmd,
+            cwd=ROOT,
+            env=env or self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        with self.log.open("a") as log:
+            log.write(f"\n$ meltano {' '.join(args)}  (exit {proc.returncode})\n")
+            log.write(proc.stdout)
+            log.write(proc.stderr)
+        if check and proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-60:])
+            raise MeltanoFailed(f"meltano {' '.join(args)} failed ({proc.returncode}):\n{tail}")
+        return proc
+
+    def run(self, *blocks: str, full_refresh: bool = False, check: bool = True) -> RunResult:
+        started_ms = int(time.time() * 1000)
+        begin = time.monotonic()
+        args = ["run", *(["--full-refresh"] if full_refresh else []), *blocks]
+        proc = self.meltano(*args, check=check)
+        return RunResult(started_ms, proc, time.monotonic() - begin)
+
+    @staticmethod
+    def state_id(extractor: str) -> str:
+        return f"dev:{extractor}-to-{TARGET}"
+
+    def state(self, extractor: str = MAIN) -> dict:
+        """`meltano state get`: the bookmarks of one extractor (completed + partial)."""
+        out = self.meltano("--log-level=warning", "state", "get", self.state_id(extractor)).stdout
+        payload = json.loads(out[out.index("{") :])
+        return payload["singer_state"].get("bookmarks", {})
+
+    def stored_state(self, extractor: str = MAIN) -> dict:
+        """The same as :meth:`state`, read straight from the sqlite systemdb (a meltano
+        process costs seconds; tests that assert *how* state is managed use state())."""
+        with sqlite3.connect(self.sys_dir / "meltano.db") as db:
+            row = db.execute(
+                "SELECT completed_state, partial_state FROM state WHERE state_id = ?",
+                (self.state_id(extractor),),
+            ).fetchone()
+        assert row is not None, f"no state for {self.state_id(extractor)}"
+        completed, partial = (json.loads(v) if v else {} for v in row)
+        merged = _deep_merge(completed, partial)
+        return merged.get("singer_state", {}).get("bookmarks", {})
+
+    # -- databases -----------------------------------------------------------------
+
+    def connect(self, db: str) -> psycopg.Connection:
+        conn = psycopg.connect(self.pg.dsn(db), autocommit=True)
+        conn.execute("SET TimeZone = 'UTC'")
+        return conn
+
+    def raw_exists(self, stream: str) -> bool:
+        with self.connect(self.warehouse_db) as conn:
+            return (
+                conn.execute(
+                    "SELECT 1 FROM information_schema.tables "
+                    "WHERE table_schema = %s AND table_name = %s",
+                    (RAW_SCHEMA, stream),
+                ).fetchone()
+                is not None
+            )
+
+    def raw_keys(
+        self,
+        stream: Stream | str,
+        pk: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> list:
+        """Primary keys of the RAW rows (with repeats), optionally of one run only."""
+        name = stream if isinstance(stream, str) else stream.name
+        pk = pk or (stream.primary_key if isinstance(stream, Stream) else "id")
+        query = sql.SQL("SELECT {} FROM {}.{} WHERE true").format(
+            sql.Identifier(pk), sql.Identifier(RAW_SCHEMA), sql.Identifier(name)
+        )
+        params: list = []
+        if since_ms is not None:
+            query += sql.SQL(" AND _sdc_sync_started_at >= %s")
+            params.append(since_ms)
+        if until_ms is not None:
+            query += sql.SQL(" AND _sdc_sync_started_at < %s")
+            params.append(until_ms)
+        with self.connect(self.warehouse_db) as conn:
+            return sorted(r[0] for r in conn.execute(query, params))
+
+    def raw_versions(self, stream: str) -> list[int]:
+        with self.connect(self.warehouse_db) as conn:
+            return [
+                r[0]
+                for r in conn.execute(
+                    sql.SQL("SELECT DISTINCT _sdc_table_version FROM {}.{} ORDER BY 1").format(
+                        sql.Identifier(RAW_SCHEMA), sql.Identifier(stream)
+                    )
+                )
+            ]
+
+    def source_keys(self, stream: Stream, window: tuple[datetime, datetime] | None = None) -> list:
+        """Primary keys the stream's manifest query returns from the source now: the whole
+        query without its time window, or one incremental window (the tap's own SQL)."""
+        from tap_gitlab_postgres.query import Window
+
+        query = stream.table.query
+        allow = allow_lists()
+        text = query.full_sql(allow) if window is None else query.window_sql(Window(*window), allow)
+        pk = sql.Identifier(stream.primary_key).as_string()
+        with self.connect(self.source_db) as conn:
+            rows = conn.execute(
+                f"SELECT {pk} FROM (\n{text}\n) AS q WHERE {pk} IS NOT NULL"  # type: ignore[arg-type]
+            )
+            return sorted(r[0] for r in rows)
+
+    def source_table_keys(
+        self,
+        table: str,
+        pk: str = "id",
+        *,
+        updated_between: tuple[datetime, datetime] | None = None,
+        key_above: Any = None,
+    ) -> list:
+        """Independent of the tap: keys of a source table, optionally by updated_at or key."""
+        query = sql.SQL("SELECT {} FROM {} WHERE true").format(
+            sql.Identifier(pk), sql.Identifier(table)
+        )
+        params: list = []
+        if updated_between is not None:
+            query += sql.SQL(" AND updated_at BETWEEN %s AND %s")
+            params += list(updated_between)
+        if key_above is not None:
+            query += sql.SQL(" AND {} > %s").format(sql.Identifier(pk))
+            params.append(key_above)
+        with self.connect(self.source_db) as conn:
+            return sorted(r[0] for r in conn.execute(query, params))
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_ts(value: str) -> datetime:
+    ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
