@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,9 @@ from tap_gitlab_postgres.allowlist import AllowListError, AllowLists
 from tap_gitlab_postgres.client import ConnectionSettings, SourceDatabase, SourceError, first_line
 from tap_gitlab_postgres.manifest import ManifestError, load_connection_file, load_manifest
 from tap_gitlab_postgres.streams import PgpStream, RunSettings
+
+# sqlglot explains its Postgres array-index handling at INFO on every parse: noise here.
+logging.getLogger("sqlglot").setLevel(logging.WARNING)
 
 DEFAULT_PROJECTS_CSV = "transform/seeds/internal_gitlab_projects.csv"
 DEFAULT_NAMESPACES_CSV = "transform/seeds/internal_gitlab_namespaces.csv"
@@ -129,6 +133,7 @@ class TapGitlabPostgres(Tap):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.failures: list[str] = []
+        self._source: SourceDatabase | None = None
         super().__init__(*args, **kwargs)
 
     def discover_streams(self) -> list[PgpStream]:
@@ -143,7 +148,7 @@ class TapGitlabPostgres(Tap):
             env_names = load_connection_file(
                 config["connection_info_path"], config["database_type"]
             )
-        source = SourceDatabase(ConnectionSettings.resolve(config, env_names))
+        source = self._source = SourceDatabase(ConnectionSettings.resolve(config, env_names))
         run = self._run_settings(
             uses_allow_lists=any(
                 p.startswith("INTERNAL_") for t in manifest.tables for p in t.placeholders
@@ -194,13 +199,26 @@ class TapGitlabPostgres(Tap):
             raw_records=config["fast_records"],
         )
 
+    def _close_source(self) -> None:
+        if self._source is not None:
+            self._source.close()
+
     def record_failure(self, stream: str, message: str) -> None:
         """A stream that cannot be read is reported; the other streams go on."""
         self.logger.error("stream %s failed: %s", stream, message)
         self.failures.append(f"{stream} ({message})")
 
+    def run_discovery(self) -> str:
+        try:
+            return super().run_discovery()
+        finally:
+            self._close_source()
+
     def sync_all(self) -> None:  # type: ignore[misc]
-        super().sync_all()
+        try:
+            super().sync_all()
+        finally:
+            self._close_source()
         if self.failures:
             raise StreamsFailed(
                 f"{len(self.failures)} stream(s) failed: " + "; ".join(self.failures)

@@ -109,6 +109,8 @@ def test_dropped_source_connection_fails_the_stream_and_the_rerun_catches_up(
                 )
             terminated = True
     stderr = proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
     assert proc.wait() == 1
     assert terminated
     assert "gitlab_db_notes" in stderr and "error:" in stderr

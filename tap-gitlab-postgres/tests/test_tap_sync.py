@@ -353,6 +353,9 @@ def test_test_rows_loads_first_rows_without_bookmarks(tmp_path: Path, issues_db:
     run = run_tap(tmp_path, config)
     assert run.ids("gitlab_db_issues") == list(range(1, 8))
     assert "replication_key_value" not in run.state["bookmarks"].get("gitlab_db_issues", {})
+    # Never activated: a test load must not replace the warehouse copy.
+    assert not run.of_type("ACTIVATE_VERSION")
+    assert "ResourceWarning" not in run.stderr
 
 
 def test_state_is_valid_json_between_every_message(tmp_path: Path, issues_db: str) -> None:
