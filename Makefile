@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap test lint demo
+.PHONY: bootstrap test lint demo pump meltano pumps-check
 
 # Idempotent and fast when nothing changed (see scripts/bootstrap).
 bootstrap:
@@ -21,3 +21,22 @@ lint: bootstrap
 DEMO_ARGS ?=
 demo:
 	@python3 scripts/demo $(DEMO_ARGS)
+
+# The Data Pump (docs/README-pump-section.md). The pump extractors' selection comes from
+# pumps.yml at run time: pumps-check prints TAP_PUMPS__SELECT / __METADATA (and the same
+# for prod's tap-pumps-snowflake), Meltano reads them. Needs `make demo`'s local S3 running.
+#   make pump                          meltano run pump (dev)
+#   make meltano ARGS="run pipeline"   any meltano command with the selection set
+PUMPS_FILE ?= pumps.yml
+PUMP_SELECTION = eval "$$(.venv/bin/pumps-check $(PUMPS_FILE) --meltano-env tap-pumps)" \
+	&& eval "$$(.venv/bin/pumps-check $(PUMPS_FILE) --meltano-env tap-pumps-snowflake)"
+ARGS ?= run pump
+pump:
+	@$(PUMP_SELECTION) && .venv/bin/meltano run pump
+meltano:
+	@$(PUMP_SELECTION) && .venv/bin/meltano $(ARGS)
+# Validate pumps.yml against the target's resolved settings (stages, buckets), writing nothing.
+pumps-check:
+	@cfg=$$(mktemp) && trap 'rm -f "$$cfg"' EXIT \
+	&& .venv/bin/meltano --log-level=warning invoke --dump=config target-s3-pump >"$$cfg" \
+	&& .venv/bin/pumps-check $(PUMPS_FILE) --config "$$cfg"
