@@ -18,6 +18,7 @@ Batch = tuple[BaseBatchFileEncoding, list[str]]
 # Batch records carry their table version themselves: BATCH messages have no version field,
 # and without it ACTIVATE_VERSION could not retire the rows of an older full copy.
 VERSION_COLUMN = "_sdc_table_version"
+WRITE_SIZE = 1 << 20
 
 
 class BatchFiles:
@@ -48,14 +49,24 @@ class BatchFiles:
         constants = dict(stream.row_constants)
         if stream.table_version is not None:
             constants[VERSION_COLUMN] = str(stream.table_version)
+        # COPY hands over one row per block: gather them so the (fsspec, gzip) file sees
+        # a few large writes instead of a Python call per row.
+        buffer, rows = bytearray(), 0
         for block in stream.source.stream_lines(sql, stream.columns, constants):
-            out = self._out or self._open()
-            out.write(block)
-            rows = block.count(b"\n")
-            self._rows += rows
-            stream.rows_read += rows
-            if self._rows >= self.config.batch_size:
-                yield from self.close()
+            buffer += block
+            rows += block.count(b"\n")
+            if len(buffer) >= WRITE_SIZE or self._rows + rows >= self.config.batch_size:
+                yield from self._write(buffer, rows)
+                buffer, rows = bytearray(), 0
+        if buffer:
+            yield from self._write(buffer, rows)
+
+    def _write(self, data: bytearray, rows: int) -> Iterator[Batch]:
+        (self._out or self._open()).write(data)
+        self._rows += rows
+        self.stream.rows_read += rows
+        if self._rows >= self.config.batch_size:
+            yield from self.close()
 
     def close(self) -> Iterator[Batch]:
         if self._stack is None:
