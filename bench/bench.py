@@ -1223,7 +1223,7 @@ def render(results: list[Result], markdown: bool) -> str:
         ])  # fmt: skip
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
     else:
         widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
         def fmt_row(row: list[str]) -> str:
