@@ -206,6 +206,22 @@ class QueryTemplate:
         pk = quote_ident(self.primary_key)
         return f"SELECT * FROM (\n{self.full_sql(allow)}\n) AS pgp_q WHERE {pk} IS NULL"
 
+    def keys_sql(self, allow: AllowLists) -> str:
+        """The deletes pass: the primary key of every row the query returns without its time
+        window (pgp's ``SELECT <pk> FROM <rest of the query>``). Postgres pulls the subquery
+        up, so the other select items are never computed; NULL keys identify nothing."""
+        pk = quote_ident(self.primary_key)
+        return (
+            f"SELECT pgp_keys.{pk} FROM (\n{self.full_sql(allow)}\n) AS pgp_keys"
+            f" WHERE pgp_keys.{pk} IS NOT NULL"
+        )
+
+    def null_key_row_sql(self, allow: AllowLists) -> str:
+        """One row whose only column is the primary key, NULL, typed as the query types it
+        (the deletes pass's end-of-set marker)."""
+        pk = quote_ident(self.primary_key)
+        return f"SELECT (SELECT pgp_none.{pk} FROM ({self.probe_sql(allow)}) AS pgp_none) AS {pk}"
+
     def probe_sql(self, allow: AllowLists) -> str:
         """No rows, but the result columns and types (schema discovery)."""
         return f"SELECT * FROM (\n{self.full_sql(allow)}\n) AS pgp_probe LIMIT 0"

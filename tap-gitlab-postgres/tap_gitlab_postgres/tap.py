@@ -14,6 +14,7 @@ from singer_sdk import typing as th
 
 from tap_gitlab_postgres.allowlist import AllowListError, AllowLists
 from tap_gitlab_postgres.client import ConnectionSettings, SourceDatabase, SourceError, first_line
+from tap_gitlab_postgres.deletes import KeySetStream, has_deletes_pass
 from tap_gitlab_postgres.manifest import ManifestError, load_connection_file, load_manifest
 from tap_gitlab_postgres.streams import PgpStream, RunSettings
 
@@ -113,6 +114,14 @@ class TapGitlabPostgres(Tap):
             "deselected properties always take the SDK route.",
         ),
         th.Property(
+            "deletes_pass",
+            th.BooleanType,
+            default=False,
+            description="Add a stream <stream>_pks per incremental table without "
+            "deletes_exempt: its current primary-key set, from which dbt flags rows deleted "
+            "in the source (pgp_is_deleted).",
+        ),
+        th.Property(
             "task_instance",
             th.StringType,
             description="Value of _task_instance (default: the run's UTC start time).",
@@ -173,6 +182,19 @@ class TapGitlabPostgres(Tap):
                 )
             else:
                 streams.append(PgpStream(self, table, columns, source, run))
+                if config.get("deletes_pass") and has_deletes_pass(table):
+                    key_column = next(c for c in columns if c.name == table.primary_key)
+                    streams.append(KeySetStream(self, table, key_column, source, run))
+        names = [s.name for s in streams]
+        for stream in [s for s in streams if isinstance(s, KeySetStream)]:
+            if names.count(stream.name) > 1:
+                # A manifest table already has that stream name: neither may be mixed up.
+                self.record_failure(
+                    stream.name,
+                    f"{stream._where()}: stream name {stream.name!r} is also a manifest"
+                    " table's; its deletes pass is skipped",
+                )
+                streams.remove(stream)
         return streams
 
     def _run_settings(self, *, uses_allow_lists: bool) -> RunSettings:
