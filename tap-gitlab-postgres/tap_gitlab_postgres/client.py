@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import os
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import psycopg
 
 from tap_gitlab_postgres.manifest import ConnectionEnv
-from tap_gitlab_postgres.schema import Column, PgType
+from tap_gitlab_postgres.schema import CLAMP_MARK, CLAMPED_JSON, Column, PgType
 from tap_gitlab_postgres.sqltext import quote_ident, sql_string
 
 
@@ -130,8 +134,30 @@ class SourceDatabase:
         with self.connect().cursor() as cur:
             cur.execute(probe_sql)
             described = [(d.name, d.type_code) for d in cur.description or []]
+            result = cur.pgresult
+            origins = [
+                (result.ftable(i), result.ftablecol(i)) if result else (0, 0)
+                for i in range(len(described))
+            ]
         self._load_types({oid for _, oid in described})
-        return [Column(name, self._types[oid]) for name, oid in described]
+        names = self._origin_names({o for o in origins if o[0]})
+        return [
+            Column(name, self._types[oid], names.get(origin, ""))
+            for (name, oid), origin in zip(described, origins, strict=True)
+        ]
+
+    def _origin_names(self, origins: set[tuple[int, int]]) -> dict[tuple[int, int], str]:
+        """{(table oid, column number): 'table.column'} for warnings about values."""
+        if not origins:
+            return {}
+        with self.connect().cursor() as cur:
+            cur.execute(
+                "SELECT attrelid::int, attnum::int, attrelid::regclass::text || '.' || attname "
+                "FROM pg_attribute WHERE (attrelid, attnum) IN (SELECT * FROM unnest("
+                "%s::oid[], %s::int2[]))",
+                [[o[0] for o in origins], [o[1] for o in origins]],
+            )
+            return {(r[0], r[1]): r[2] for r in cur.fetchall()}
 
     def fetch_value(self, sql: str) -> object:
         with self.connect().cursor() as cur:
@@ -143,11 +169,10 @@ class SourceDatabase:
         self, sql: str, columns: list[Column], constants: Mapping[str, str]
     ) -> Iterator[str]:
         """Each row of ``sql`` as one JSON object text, built by Postgres."""
-        copy_sql = f"COPY ({record_json_sql(sql, columns, constants)}) TO STDOUT"
-        with self.connect().cursor() as cur, cur.copy(copy_sql) as copy:
-            copy.set_types(["text"])
-            for (line,) in copy.rows():
-                yield line
+        for block in self.stream_lines(sql, columns, constants):
+            # JSON texts hold no raw newline; "\n" ends every row (not str.splitlines,
+            # which also splits on U+2028 inside strings).
+            yield from block.decode().split("\n")[:-1]
 
     def stream_lines(
         self,
@@ -168,9 +193,28 @@ class SourceDatabase:
             f"COPY (SELECT {line} FROM ({record_json_sql(sql, columns, constants)}) AS r) "
             "TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')"
         )
-        with self.connect().cursor() as cur, cur.copy(copy_sql) as copy:
-            for block in copy:
-                yield bytes(block)
+        checks = ValueChecks(columns, record_key="record" if prefix else None)
+        conn = self.connect()
+        # A SQL_ASCII database holds whatever bytes were written, and Postgres refuses to
+        # send invalid UTF-8 to a UTF8 client: read such a database's bytes as they are
+        # (the query goes as UTF-8 bytes) and repair them here (ValueChecks.utf8).
+        raw = conn.info.parameter_status("server_encoding") == "SQL_ASCII"
+        if raw:
+            conn.execute("SET client_encoding TO 'SQL_ASCII'")
+        try:
+            with conn.cursor() as cur, cur.copy(copy_sql.encode()) as copy:
+                for block in copy:
+                    data = bytes(block)
+                    if raw:
+                        data = checks.utf8(data)
+                    if checks.clamp_columns and CLAMP_MARK in data:
+                        checks.count_clamped(data)
+                    yield data
+        finally:
+            if raw and not conn.closed:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("SET client_encoding TO 'UTF8'")
+            checks.report()
 
     def _load_types(self, oids: set[int]) -> None:
         rows: dict[int, tuple] = {}
@@ -202,6 +246,88 @@ class SourceDatabase:
 
         for oid in rows:
             build(oid)
+
+
+logger = logging.getLogger("tap-gitlab-postgres")
+
+
+class ValueChecks:
+    """Values the tap had to change on their way out, counted per column and reported once
+    per query as one warning line naming the source table and column:
+
+    - dates and timestamps outside years 1..9999 ('infinity', BC, year 10000): loaded as
+      the nearest bound (schema.CLAMPED_JSON), marked in the JSON by schema.CLAMP_MARK;
+    - text that is not valid UTF-8 (only a SQL_ASCII database can hold it): every invalid
+      byte becomes U+FFFD, the rest of the value and the row are kept.
+    """
+
+    def __init__(self, columns: list[Column], record_key: str | None) -> None:
+        self.columns = columns
+        self.record_key = record_key
+        self.clamp_columns = [
+            (c, f'"{c.name}": "'.encode())
+            for c in columns
+            if c.pg_type.element is None and c.pg_type.name in CLAMPED_JSON
+        ]
+        self.clamped: Counter[Column] = Counter()
+        self.repaired: Counter[str] = Counter()
+
+    def count_clamped(self, data: bytes) -> None:
+        for column, pattern in self.clamp_columns:
+            if pattern in data:
+                self.clamped[column] += data.count(pattern)
+
+    def utf8(self, data: bytes) -> bytes:
+        try:
+            data.decode()
+            return data
+        except UnicodeDecodeError:
+            pass
+        text = data.decode(errors="replace")
+        for line in text.split("\n")[:-1]:
+            try:
+                record = json.loads(line)
+                if self.record_key:
+                    record = record[self.record_key]
+                bad = [
+                    key
+                    for key, value in record.items()
+                    if "\ufffd" in (value if isinstance(value, str) else json.dumps(value))
+                ]
+            except (ValueError, KeyError, TypeError, AttributeError):
+                bad = []
+            self.repaired.update(bad or ["?"])
+        return text.encode()
+
+    def report(self) -> None:
+        origin = {c.name: c.origin for c in self.columns}
+        for column, count in self.clamped.items():
+            low, high = CLAMPED_JSON[column.pg_type.name]
+            logger.warning(
+                "%s: %d value(s) outside years 1-9999 ('infinity', BC, year 10000+) loaded as "
+                "%s or %s",
+                _column_label(column.name, column.origin),
+                count,
+                low,
+                high,
+            )
+        for name, count in self.repaired.items():
+            logger.warning(
+                "%s: %d value(s) not valid UTF-8 (SQL_ASCII database); invalid bytes loaded "
+                "as U+FFFD",
+                _column_label(name, origin.get(name, "")),
+                count,
+            )
+        self.clamped.clear()
+        self.repaired.clear()
+
+
+def _column_label(name: str, origin: str) -> str:
+    if origin and origin.rsplit(".", 1)[-1] == name:
+        return f"source table {origin.rsplit('.', 1)[0]}, column '{name}'"
+    if origin:
+        return f"column '{name}' (from source table column {origin})"
+    return f"column '{name}'"
 
 
 def record_json_sql(sql: str, columns: list[Column], constants: Mapping[str, str]) -> str:

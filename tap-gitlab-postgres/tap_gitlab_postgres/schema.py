@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 INTEGER_TYPES = {"int2", "int4", "int8", "oid"}
 FLOAT_TYPES = {"float4", "float8"}
@@ -29,6 +29,8 @@ class PgType:
 class Column:
     name: str
     pg_type: PgType
+    # "table.column" the value comes from, as Postgres reports it (warnings name it).
+    origin: str = field(default="", compare=False)
 
     @property
     def type_label(self) -> str:
@@ -83,7 +85,7 @@ def _sql_for(t: PgType, ref: str) -> str:
         # Arrays of anything but plain scalars: elements as text keep them exact and portable.
         return ref if _keeps_json_form(t.element) else f"{ref}::text[]"
     name = t.name
-    if name in INTEGER_TYPES or name in STRING_TYPES or name in {"bool", "date", "uuid"}:
+    if name in INTEGER_TYPES or name in STRING_TYPES or name in {"bool", "uuid"}:
         return ref
     if name == "numeric":
         # NaN has no JSON form; Postgres treats NaN = NaN, so NULLIF catches it.
@@ -92,9 +94,11 @@ def _sql_for(t: PgType, ref: str) -> str:
         return f"CASE WHEN {ref} IN ('NaN', 'Infinity', '-Infinity') THEN NULL ELSE {ref} END"
     if name == "timestamp":
         # GitLab stores naive UTC; the session runs in UTC so this renders +00:00.
-        return f"({ref} AT TIME ZONE 'UTC')"
+        return _clamped(ref, "timestamp", f"({ref} AT TIME ZONE 'UTC')")
     if name == "timestamptz":
-        return ref
+        return _clamped(ref, "timestamptz", ref)
+    if name == "date":
+        return _clamped(ref, "date", ref)
     if name in {"json", "jsonb"}:
         return f"{ref}::text"
     if name == "bytea":
@@ -104,6 +108,68 @@ def _sql_for(t: PgType, ref: str) -> str:
     # Everything else (enums, inet, money, ...) renders through its own output function,
     # which is what its text form means to Postgres users (inet without a /32 suffix).
     return ref
+
+
+# Dates and timestamps Python (so every singer-sdk target) can hold: years 1 to 9999.
+# Postgres also has 'infinity', '-infinity', BC dates and years up to 294276; a target
+# fails on those ("Could not parse value ..."). They are loaded as the nearest bound:
+LOADABLE_RANGE = {
+    "timestamp": ("0001-01-01 00:00:00", "9999-12-31 23:59:59.999999"),
+    "timestamptz": ("0001-01-01 00:00:00+00", "9999-12-31 23:59:59.999999+00"),
+    "date": ("0001-01-01", "9999-12-31"),
+}
+CLAMPED_JSON = {
+    "timestamp": ("0001-01-01T00:00:00+00:00", "9999-12-31T23:59:59.999999+00:00"),
+    "timestamptz": ("0001-01-01T00:00:00+00:00", "9999-12-31T23:59:59.999999+00:00"),
+    "date": ("0001-01-01", "9999-12-31"),
+}
+# A clamped value is written with a space after its key's colon (`"col": "9999-..."`),
+# which row_to_json never writes: same JSON, but the tap can count exactly the values it
+# changed (client.ValueChecks) and warn naming the column.
+CLAMP_MARK = b'": "'
+
+
+def _clamped(ref: str, name: str, rendered: str) -> str:
+    low, high = LOADABLE_RANGE[name]
+    json_low, json_high = CLAMPED_JSON[name]
+    return (
+        f"CASE WHEN {ref} > '{high}'::{name} THEN ' \"{json_high}\"'::json "
+        f"WHEN {ref} < '{low}'::{name} THEN ' \"{json_low}\"'::json "
+        f"ELSE to_json({rendered}) END"
+    )
+
+
+@dataclass(frozen=True)
+class ArrowKind:
+    """A column's Arrow type, named without importing pyarrow (RECORD mode never needs it).
+
+    ``name`` is one of ``int64``, ``float64``, ``bool``, ``string``, ``timestamp`` (naive
+    UTC in Postgres), ``timestamptz`` (both become ``timestamp[us, tz=UTC]``), ``list``
+    (``element`` is the kind of the items).
+
+    Only integers, floats, booleans and timestamps are typed. ``numeric`` stays the exact
+    decimal text Postgres prints (as in the JSON records: no float rounding, and an
+    unconstrained numeric fits no Arrow decimal); json/jsonb, dates, times, intervals,
+    uuid, bytea (hex) and the rest stay the strings their JSON schema says.
+    """
+
+    name: str
+    element: ArrowKind | None = None
+
+
+def _arrow_kind(t: PgType) -> ArrowKind:
+    if t.element is not None:
+        items = _arrow_kind(t.element) if _keeps_json_form(t.element) else ArrowKind("string")
+        return ArrowKind("list", items)
+    if t.name in INTEGER_TYPES:
+        return ArrowKind("int64")
+    if t.name in FLOAT_TYPES:
+        return ArrowKind("float64")
+    if t.name == "bool":
+        return ArrowKind("bool")
+    if t.name in {"timestamp", "timestamptz"}:
+        return ArrowKind(t.name)
+    return ArrowKind("string")
 
 
 def _keeps_json_form(t: PgType) -> bool:
