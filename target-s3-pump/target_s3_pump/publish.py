@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from target_s3_pump.config import Location, PumpSettings
-from target_s3_pump.formats import CONTENT_TYPES, ConversionError, open_part
+from target_s3_pump.formats import CONTENT_TYPES, ConversionError, CsvPart, open_part
 from target_s3_pump.pumps import Pump
 from target_s3_pump.s3 import S3Error, S3Store
 from target_s3_pump.spool import PumpSpool
@@ -126,7 +126,10 @@ def file_digest(path: Path) -> tuple[str, int]:
 def render_parts(
     spool: PumpSpool, settings: PumpSettings, workdir: Path
 ) -> Iterator[tuple[Path, int]]:
-    """Write the spooled rows as local part files, one at a time: (path, rows) when complete."""
+    """Write the spooled rows as local part files, one at a time: (path, rows) when complete.
+
+    The spool cuts its pieces at multiples of ``max_rows_per_file``, so a piece never spans
+    two parts."""
     limit = None if spool.pump.single else settings.max_rows_per_file
     index = 0
 
@@ -143,19 +146,17 @@ def render_parts(
 
     part = new_part()
     try:
-        for batch in spool.batches():
-            position = 0
-            while position < len(batch):
-                if limit is not None and part.rows >= limit:
-                    part.close()
-                    yield part.path, part.rows
-                    index += 1
-                    part = new_part()
-                room = len(batch) - position
-                if limit is not None:
-                    room = min(room, limit - part.rows)
-                part.write(batch[position : position + room])
-                position += room
+        for rows, payload in spool.pieces():
+            if limit is not None and part.rows >= limit:
+                part.close()
+                yield part.path, part.rows
+                index += 1
+                part = new_part()
+            if isinstance(payload, bytes):  # CsvSpool: CSV lines already
+                assert isinstance(part, CsvPart)
+                part.write_rendered(payload, rows)
+            else:
+                part.write(payload)
         part.close()
     except ConversionError as exc:
         part.close()

@@ -2,11 +2,16 @@
 
 Records reach S3 only after the whole input was read and every stream was accepted, so a
 rejected stream (or a failure anywhere) leaves nothing behind in the bucket. Until then each
-drained batch is appended to a local file (pickle, one batch per frame: exact Python values,
-fast, produced and read only by this process); memory holds at most one batch.
+drained batch is appended to a local file; memory holds at most one batch.
 
-The spool also keeps the pump's columns. If the stream's schema changes mid-run, columns are
-the union in order of first appearance; rows that lack a column get NULL there.
+* CSV pumps (:class:`CsvSpool`) spool the CSV lines themselves, so publishing copies bytes
+  instead of rendering every row again;
+* Parquet/JSONL pumps (:class:`PumpSpool`) spool pickled batches (exact Python values, fast,
+  produced and read only by this process).
+
+Both cut what they write at multiples of the part size, so every spooled piece belongs to one
+part file. The spool also keeps the pump's columns. If the stream's schema changes mid-run,
+columns are the union in order of first appearance; rows that lack a column get NULL there.
 """
 
 from __future__ import annotations
@@ -17,18 +22,26 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from target_s3_pump.formats import csv_rows
 from target_s3_pump.pumps import Pump
 
 
 class PumpSpool:
-    def __init__(self, directory: Path, pump: Pump, stream_name: str) -> None:
+    """Pickled batches; :meth:`pieces` yields them as lists of records."""
+
+    suffix = ".spool"
+
+    def __init__(
+        self, directory: Path, pump: Pump, stream_name: str, part_rows: int | None = None
+    ) -> None:
         self.pump = pump
         self.stream_name = stream_name
-        self.path = directory / f"{pump.model}.spool"
+        self.part_rows = part_rows  # None: one part (single: true)
+        self.path = directory / f"{pump.model}{self.suffix}"
         self.columns: list[str] = []
         self.properties: dict[str, Mapping[str, Any]] = {}
         self.rows = 0
-        self.batches_written = 0
+        self._piece_rows: list[int] = []  # rows of each piece written, in order
         self._fh: IO[bytes] | None = open(self.path, "wb")  # noqa: SIM115  (closed in finish())
 
     def update_schema(self, schema: Mapping[str, Any], logger: logging.Logger) -> None:
@@ -50,22 +63,80 @@ class PumpSpool:
             return
         if self._fh is None:
             raise RuntimeError(f"spool of pump {self.pump.model} is already finished")
-        pickle.dump(list(records), self._fh, protocol=pickle.HIGHEST_PROTOCOL)
-        self.rows += len(records)
-        self.batches_written += 1
+        position = 0
+        while position < len(records):
+            room = len(records) - position
+            if self.part_rows is not None:
+                room = min(room, self.part_rows - self.rows % self.part_rows)
+            self._write_piece(self._fh, records[position : position + room])
+            self._piece_rows.append(room)
+            self.rows += room
+            position += room
+
+    def _write_piece(self, fh: IO[bytes], records: Sequence[Mapping[str, Any]]) -> None:
+        pickle.dump(list(records), fh, protocol=pickle.HIGHEST_PROTOCOL)
 
     def finish(self) -> None:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
 
-    def batches(self) -> Iterator[list[dict[str, Any]]]:
-        """The spooled batches in arrival order (finishes the spool)."""
+    def pieces(self) -> Iterator[tuple[int, Any]]:
+        """``(rows, payload)`` in arrival order (finishes the spool). A piece never crosses
+        a multiple of ``part_rows``."""
         self.finish()
         with open(self.path, "rb") as fh:
-            for _ in range(self.batches_written):
-                yield pickle.load(fh)  # our own file, written above
+            for rows in self._piece_rows:
+                yield rows, pickle.load(fh)  # our own file, written above
 
     def remove(self) -> None:
         self.finish()
         self.path.unlink(missing_ok=True)
+
+
+class CsvSpool(PumpSpool):
+    """CSV lines (UTF-8, no header), rendered with the columns known when they were spooled;
+    :meth:`pieces` yields them as bytes, padded with NULLs for columns added later."""
+
+    suffix = ".csv.spool"
+
+    def __init__(
+        self, directory: Path, pump: Pump, stream_name: str, part_rows: int | None = None
+    ) -> None:
+        super().__init__(directory, pump, stream_name, part_rows)
+        self._piece_shapes: list[tuple[int, int]] = []  # (columns, bytes) of each piece
+
+    def _write_piece(self, fh: IO[bytes], records: Sequence[Mapping[str, Any]]) -> None:
+        data = csv_rows(records, self.columns).encode()
+        fh.write(data)
+        self._piece_shapes.append((len(self.columns), len(data)))
+
+    def pieces(self) -> Iterator[tuple[int, Any]]:
+        self.finish()
+        width = len(self.columns)
+        with open(self.path, "rb") as fh:
+            for rows, (columns, size) in zip(self._piece_rows, self._piece_shapes, strict=True):
+                data = fh.read(size)
+                if columns < width:
+                    data = pad_rows(data.decode(), columns, width).encode()
+                yield rows, data
+
+
+def pad_rows(text: str, columns: int, width: int) -> str:
+    """CSV lines of ``columns`` fields, extended with empty (NULL) fields to ``width``.
+
+    A line ends at a ``\\n`` outside quotes; quotes come in pairs (a quoted field opens and
+    closes, an embedded quote is doubled), so a ``\\n`` ends the line when the count of quotes
+    before it on the line is even.
+    """
+    pad = "," * (width - columns) if columns else "," * (width - 1)
+    lines: list[str] = []
+    pending = ""
+    for chunk in text.split("\n")[:-1]:  # the text ends with "\n"
+        pending += chunk
+        if pending.count('"') % 2:
+            pending += "\n"
+            continue
+        lines.append(pending + pad)
+        pending = ""
+    return "\n".join(lines) + "\n" if lines else ""

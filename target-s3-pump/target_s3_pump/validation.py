@@ -1,0 +1,114 @@
+"""A quick pre-check of records against their stream's JSON schema.
+
+singer-sdk validates every record with jsonschema, which costs more than everything else the
+target does per row. Most records of a SQL tap are flat: every property is a plain ``type``
+(``["integer", "null"]``, ``["string", "null"]`` ...). For those the check is an exact-type
+lookup per column. The check is one-sided: ``True`` means the record is valid under the
+schema; ``False`` only means "not sure", and the caller then runs the SDK's own validator, which
+accepts the record or raises its usual error. Properties that are not plain types are checked
+with a jsonschema validator for that property alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from singer_sdk.typing import DEFAULT_JSONSCHEMA_VALIDATOR
+
+RecordCheck = Callable[[Mapping[str, Any]], bool]
+
+
+class _Missing:
+    """An absent property: valid for any property that is not required."""
+
+
+_MISSING = _Missing()
+
+# JSON Schema type -> the Python types a parsed record holds for it that are always valid.
+# Deliberately narrow (no bool for integer, no float 1.0 for integer): anything else goes to
+# the full validator.
+_TYPES: dict[str, frozenset[type]] = {
+    "string": frozenset({str}),
+    "integer": frozenset({int}),
+    "number": frozenset({int, float, Decimal}),
+    "boolean": frozenset({bool}),
+    "null": frozenset({type(None)}),
+    "array": frozenset({list}),
+    "object": frozenset({dict}),
+}
+# Keywords that never make a value invalid here: annotations, and "format" (the SDK does not
+# check string formats: Sink.validate_field_string_format is False).
+_ANNOTATIONS = frozenset(
+    {
+        "format",
+        "description",
+        "title",
+        "examples",
+        "default",
+        "readOnly",
+        "writeOnly",
+        "deprecated",
+        "$comment",
+        "contentMediaType",
+        "contentEncoding",
+    }
+)
+_ROOT_KEYS = frozenset({"type", "properties", "required", "$schema", "description", "title"})
+
+
+def _plain_types(prop: Any) -> frozenset[type] | None:
+    """The accepted Python types when ``prop`` is only a ``type`` plus annotations."""
+    if not isinstance(prop, Mapping) or not set(prop) <= _ANNOTATIONS | {"type"}:
+        return None
+    declared = prop.get("type")
+    if declared is None:
+        return None
+    names = [declared] if isinstance(declared, str) else declared
+    if not isinstance(names, list) or not all(n in _TYPES for n in names):
+        return None
+    return frozenset({_Missing}).union(*(_TYPES[n] for n in names))
+
+
+def _property_check(prop: Any) -> Callable[[Any], bool]:
+    validator = DEFAULT_JSONSCHEMA_VALIDATOR(prop)  # no format checker: formats pass
+
+    def is_valid(value: Any) -> bool:
+        try:
+            return bool(validator.is_valid(value))
+        except Exception:  # e.g. a $ref into the root schema: let the full validator decide
+            return False
+
+    return is_valid
+
+
+def compile_record_check(schema: Mapping[str, Any]) -> RecordCheck | None:
+    """A quick check for ``schema``, or None when its root is not a plain object schema
+    (e.g. ``additionalProperties`` or ``$defs``): then every record takes the full validator."""
+    if not set(schema) <= _ROOT_KEYS or schema.get("type", "object") not in ("object", ["object"]):
+        return None
+    properties = schema.get("properties") or {}
+    required = tuple(schema.get("required") or ())
+    if not isinstance(properties, Mapping) or not all(isinstance(r, str) for r in required):
+        return None
+    typed: list[tuple[str, frozenset[type]]] = []
+    other: list[tuple[str, Callable[[Any], bool]]] = []
+    for name, prop in properties.items():
+        types = _plain_types(prop)
+        if types is not None:
+            typed.append((name, types))
+        else:
+            other.append((name, _property_check(prop)))
+
+    def check(record: Mapping[str, Any]) -> bool:
+        get = record.get
+        for name, types in typed:
+            if type(get(name, _MISSING)) not in types:
+                return False
+        for name, is_valid in other:
+            if name in record and not is_valid(record[name]):
+                return False
+        return all(name in record for name in required)
+
+    return check
