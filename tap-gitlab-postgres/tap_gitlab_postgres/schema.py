@@ -139,39 +139,6 @@ def _clamped(ref: str, name: str, rendered: str) -> str:
     )
 
 
-@dataclass(frozen=True)
-class ArrowKind:
-    """A column's Arrow type, named without importing pyarrow (RECORD mode never needs it).
-
-    ``name`` is one of ``int64``, ``float64``, ``bool``, ``string``, ``timestamp`` (naive
-    UTC in Postgres), ``timestamptz`` (both become ``timestamp[us, tz=UTC]``), ``list``
-    (``element`` is the kind of the items).
-
-    Only integers, floats, booleans and timestamps are typed. ``numeric`` stays the exact
-    decimal text Postgres prints (as in the JSON records: no float rounding, and an
-    unconstrained numeric fits no Arrow decimal); json/jsonb, dates, times, intervals,
-    uuid, bytea (hex) and the rest stay the strings their JSON schema says.
-    """
-
-    name: str
-    element: ArrowKind | None = None
-
-
-def _arrow_kind(t: PgType) -> ArrowKind:
-    if t.element is not None:
-        items = _arrow_kind(t.element) if _keeps_json_form(t.element) else ArrowKind("string")
-        return ArrowKind("list", items)
-    if t.name in INTEGER_TYPES:
-        return ArrowKind("int64")
-    if t.name in FLOAT_TYPES:
-        return ArrowKind("float64")
-    if t.name == "bool":
-        return ArrowKind("bool")
-    if t.name in {"timestamp", "timestamptz"}:
-        return ArrowKind(t.name)
-    return ArrowKind("string")
-
-
 def _keeps_json_form(t: PgType) -> bool:
     return t.element is None and (
         t.name in INTEGER_TYPES | FLOAT_TYPES | STRING_TYPES | {"numeric", "bool"}
