@@ -1,6 +1,9 @@
 with latest as (
 
-    {{ pgp_incremental_latest(source('gitlab_dotcom', 'merge_requests'), 'id') }}
+    -- rows deleted in the source (pgp_is_deleted) are left out
+    select *
+    from {{ ref('gitlab_dotcom_merge_requests_dedupe_source') }}
+    where not pgp_is_deleted
 
 )
 
