@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 from singer_sdk import Tap
 from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
 
 from tap_gitlab_postgres.allowlist import AllowListError, AllowLists
 from tap_gitlab_postgres.client import ConnectionSettings, SourceDatabase, SourceError, first_line
@@ -48,6 +49,7 @@ class TapGitlabPostgres(Tap):
         th.Property(
             "database_type",
             th.StringType,
+            allowed_values=["main", "ci", "customers", "ops", "cells"],  # pgp's CLI choices
             description="Keep only manifest tables of this database_type (main, ci, ...).",
         ),
         th.Property(
@@ -95,7 +97,7 @@ class TapGitlabPostgres(Tap):
         ),
         th.Property(
             "chunk_size",
-            th.IntegerType,
+            th.IntegerType(minimum=1),
             default=500_000,
             description="Rows per primary-key chunk of full syncs and load_by_id.",
         ),
@@ -139,6 +141,8 @@ class TapGitlabPostgres(Tap):
             description="Allow list behind {INTERNAL_NAMESPACE_IDS} / _PATHS.",
         ),
     ).to_dict()
+    # A misspelt setting would otherwise be ignored silently, with its default in force.
+    config_jsonschema["additionalProperties"] = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.failures: list[str] = []
@@ -202,7 +206,7 @@ class TapGitlabPostgres(Tap):
         started = datetime.now(UTC)
         end_bound = started
         if config.get("execution_date"):
-            end_bound = datetime.fromisoformat(config["execution_date"].replace("Z", "+00:00"))
+            end_bound = _parse_timestamp(config["execution_date"], "execution_date")
             if end_bound.tzinfo is None:
                 end_bound = end_bound.replace(tzinfo=UTC)
         allow = AllowLists.empty()
@@ -245,6 +249,17 @@ class TapGitlabPostgres(Tap):
             raise StreamsFailed(
                 f"{len(self.failures)} stream(s) failed: " + "; ".join(self.failures)
             )
+
+
+def _parse_timestamp(value: str, setting: str) -> datetime:
+    # Raised as the SDK's own validation error: its CLI logs one line per problem.
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigValidationError(
+            "Config validation failed",
+            errors=[f"{value!r} is not an ISO 8601 timestamp in config[{setting!r}]"],
+        ) from None
 
 
 OPERATOR_ERRORS = (ManifestError, SourceError, AllowListError, StreamsFailed)
