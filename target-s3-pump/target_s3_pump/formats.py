@@ -23,6 +23,7 @@ import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -74,34 +75,46 @@ def csv_line(values: Sequence[Any]) -> str:
     return ",".join(csv_text(v) for v in values) + "\n"
 
 
-def csv_rows(records: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """CSV lines of ``records`` (columns in order): exactly ``csv_line`` of each, but with the
-    common values (NULL, plain strings, integers, decimals) handled inline; the per-field
-    function call was most of the cost of writing a row."""
+def csv_rows(records: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """CSV lines of ``records`` (columns in order), byte for byte what ``csv_line`` gives.
+
+    The same rules as ``csv_text``, inlined for the common types: per-field function calls
+    were most of the target's time per row (the C csv writer is slower still: it scans
+    every character in a loop, where ``re.search`` and ``str.replace`` use fast scans).
+    """
+    if not columns:
+        return "\n" * len(records)
     search = _NEEDS_QUOTES.search
+    if len(columns) == 1:
+        rows: Iterable[Sequence[Any]] = ([r.get(columns[0])] for r in records)
+    else:
+        getter = itemgetter(*columns)
+        try:
+            rows = list(map(getter, records))
+        except KeyError:  # a record without some column: NULL there
+            rows = [tuple(map(r.get, columns)) for r in records]
     lines = []
-    append_line = lines.append
-    for record in records:
-        fields = []
+    for row in rows:
+        fields: list[str] = []
         append = fields.append
-        for column in columns:
-            value = record.get(column)
-            if value is None:
-                append("")
-                continue
-            kind = type(value)
+        for value in row:
+            kind = value.__class__
             if kind is str:
                 if value and not search(value):
                     append(value)
-                    continue
+                else:
+                    append('"' + value.replace('"', '""') + '"')
+            elif value is None:
+                append("")
             elif kind is int or kind is Decimal:
                 append(str(value))
-                continue
-            append(csv_text(value))
-        append_line(",".join(fields))
-    if not lines:
-        return ""
-    return "\n".join(lines) + "\n"
+            elif kind is bool:
+                append("true" if value else "false")
+            else:
+                append(csv_text(value))
+        lines.append(",".join(fields))
+    lines.append("")
+    return "\n".join(lines)
 
 
 def header_names(columns: Sequence[str], header_case: str) -> list[str]:

@@ -20,12 +20,6 @@ from singer_sdk.typing import DEFAULT_JSONSCHEMA_VALIDATOR
 RecordCheck = Callable[[Mapping[str, Any]], bool]
 
 
-class _Missing:
-    """An absent property: valid for any property that is not required."""
-
-
-_MISSING = _Missing()
-
 # JSON Schema type -> the Python types a parsed record holds for it that are always valid.
 # Deliberately narrow (no bool for integer, no float 1.0 for integer): anything else goes to
 # the full validator.
@@ -68,7 +62,7 @@ def _plain_types(prop: Any) -> frozenset[type] | None:
     names = [declared] if isinstance(declared, str) else declared
     if not isinstance(names, list) or not all(n in _TYPES for n in names):
         return None
-    return frozenset({_Missing}).union(*(_TYPES[n] for n in names))
+    return frozenset().union(*(_TYPES[n] for n in names))
 
 
 def _property_check(prop: Any) -> Callable[[Any], bool]:
@@ -101,14 +95,23 @@ def compile_record_check(schema: Mapping[str, Any]) -> RecordCheck | None:
         else:
             other.append((name, _property_check(prop)))
 
+    names = [name for name, _ in typed]
+    allowed = [types for _, types in typed]
+    # Records of one stream come in few shapes: the tuple of their value types is checked once
+    # and remembered. A missing property counts as None here, so where null is not allowed a
+    # record without that property goes to the full validator (which accepts it).
+    valid_shapes: set[tuple[type, ...]] = set()
+
     def check(record: Mapping[str, Any]) -> bool:
-        get = record.get
-        for name, types in typed:
-            if type(get(name, _MISSING)) not in types:
+        shape = tuple(map(type, map(record.get, names)))
+        if shape not in valid_shapes:
+            if not all(kind in types for kind, types in zip(shape, allowed, strict=True)):
                 return False
+            if len(valid_shapes) < 4096:
+                valid_shapes.add(shape)
         for name, is_valid in other:
             if name in record and not is_valid(record[name]):
                 return False
-        return all(name in record for name in required)
+        return not required or all(name in record for name in required)
 
     return check

@@ -1,0 +1,162 @@
+"""The direct record path (PumpSink.add_record) keeps the SDK's semantics.
+
+Validation: the quick check (target_s3_pump.validation) never accepts a record jsonschema
+rejects, and an invalid record fails the run with the SDK's own error, before anything is
+written. Streams with stream maps still go through the SDK's per-record path.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from s3pump_testkit import (
+    STAMP,
+    Bucket,
+    contacts,
+    new_bucket,
+    pump,
+    record_msg,
+    run_target,
+    schema_msg,
+    target_config,
+    write_pumps,
+)
+from singer_sdk.exceptions import InvalidRecord, MissingKeyPropertiesError
+from singer_sdk.typing import DEFAULT_JSONSCHEMA_VALIDATOR
+
+from target_s3_pump.validation import compile_record_check
+
+Y = "pumps_sensitive-pump_y"
+
+
+@pytest.fixture
+def bucket() -> Bucket:
+    return new_bucket()
+
+
+@pytest.fixture
+def pumps_file(tmp_path: Path) -> Path:
+    return write_pumps(tmp_path, [pump("pump_y", None, sensitive=True, single=True)])
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"id": "1"},  # string for an integer
+        {"id": True},  # a boolean is not an integer
+        {"id": 1, "score": "1.5"},
+        {"id": 1, "active": 1},
+        {"id": 1, "email": 5},
+    ],
+)
+def test_invalid_record_fails_with_the_sdk_error(
+    bucket: Bucket, pumps_file: Path, record: dict
+) -> None:
+    messages = [schema_msg(Y), *contacts(Y, [1, 2]), record_msg(Y, record)]
+    with pytest.raises(InvalidRecord):
+        run_target(target_config(bucket, pumps_file), messages)
+    assert bucket.list_keys() == []
+
+
+def test_validation_off_takes_any_value(bucket: Bucket, pumps_file: Path) -> None:
+    messages = [schema_msg(Y), record_msg(Y, {"id": "x", "active": 1, "score": True})]
+    run_target(target_config(bucket, pumps_file, validate_records=False), messages)
+    assert bucket.read(f"pumps/pump_y/{STAMP}.csv").splitlines()[1] == b"x,,,true,1,"
+
+
+def test_missing_key_property_fails(bucket: Bucket, pumps_file: Path) -> None:
+    messages = [schema_msg(Y), record_msg(Y, {"email": "a@b"})]
+    with pytest.raises(MissingKeyPropertiesError):
+        run_target(target_config(bucket, pumps_file, validate_records=False), messages)
+    assert bucket.list_keys() == []
+
+
+def test_records_the_quick_check_is_unsure_of_are_valid_as_in_the_sdk(
+    bucket: Bucket, pumps_file: Path
+) -> None:
+    # A missing non-null property, and a constrained property: the quick check defers to
+    # jsonschema, which accepts both.
+    properties = {
+        "id": {"type": "integer", "minimum": 0},
+        "email": {"type": "string"},
+    }
+    run_target(
+        target_config(bucket, pumps_file),
+        [schema_msg(Y, properties), record_msg(Y, {"id": 1}), record_msg(Y, {"id": 2})],
+    )
+    assert bucket.read(f"pumps/pump_y/{STAMP}.csv") == b"id,email\n1,\n2,\n"
+    with pytest.raises(InvalidRecord):
+        run_target(target_config(bucket, pumps_file), [schema_msg(Y, properties),
+                   record_msg(Y, {"id": -1})])  # fmt: skip
+
+
+def test_stream_maps_still_apply(bucket: Bucket, tmp_path: Path) -> None:
+    pumps_file = write_pumps(tmp_path, [pump("pump_z", None, single=True)])
+    config = target_config(
+        bucket,
+        pumps_file,
+        stream_maps={"raw_z": {"__alias__": "pump_z", "email": None, "id": "id * 10"}},
+    )
+    run_target(config, [schema_msg("raw_z"), *contacts("raw_z", [1, 2])])
+    lines = bucket.read(f"pumps/pump_z/{STAMP}.csv").decode().splitlines()
+    assert lines[0] == "id,note,score,active,updated_at"
+    assert [line.split(",")[0] for line in lines[1:]] == ["10", "20"]
+
+
+def test_new_columns_pad_rows_with_quoted_newlines(bucket: Bucket, pumps_file: Path) -> None:
+    narrow = {"id": {"type": "integer"}, "a": {"type": ["string", "null"]}}
+    wide = {**narrow, "b": {"type": ["string", "null"]}, "c": {"type": ["string", "null"]}}
+    run_target(
+        target_config(bucket, pumps_file),
+        [
+            schema_msg(Y, narrow),
+            record_msg(Y, {"id": 1, "a": 'two\nlines, "quoted"'}),
+            record_msg(Y, {"id": 2, "a": "\n"}),
+            schema_msg(Y, wide),
+            record_msg(Y, {"id": 3, "c": "z"}),
+        ],
+    )
+    assert bucket.read(f"pumps/pump_y/{STAMP}.csv") == (
+        b'id,a,b,c\n1,"two\nlines, ""quoted""",,\n2,"\n",,\n3,,,z\n'
+    )
+
+
+SCHEMAS = [
+    {"type": "object", "properties": {"a": {"type": ["integer", "null"]}, "b": {"type": "string"}}},
+    {
+        "type": "object",
+        "properties": {
+            "a": {"type": ["number"]},
+            "b": {"type": ["array", "null"], "items": {"type": "integer"}},
+            "c": {"type": "object", "properties": {"x": {"type": "boolean"}}},
+            "d": {"anyOf": [{"type": "string", "maxLength": 2}, {"type": "null"}]},
+            "e": {"type": ["boolean", "null"], "format": "date-time"},
+        },
+        "required": ["a"],
+    },
+    {"type": "object", "properties": {"a": {"type": "integer"}}, "additionalProperties": False},
+]
+VALUES = [None, 0, 1, -3, 2.0, 2.5, Decimal("1.10"), True, False, "", "ab", "abc", [], [1],
+          ["x"], {}, {"x": True}, {"x": 1}]  # fmt: skip
+
+
+@pytest.mark.parametrize("schema", SCHEMAS)
+def test_quick_check_never_accepts_what_jsonschema_rejects(schema: dict) -> None:
+    check = compile_record_check(schema)
+    validator = DEFAULT_JSONSCHEMA_VALIDATOR(schema)
+    names = [*schema["properties"], "extra"]
+    rng = random.Random(7)
+    records = [
+        {n: rng.choice(VALUES) for n in names if rng.random() < 0.8} for _ in range(3000)
+    ] + [dict(zip(names[:2], pair, strict=True)) for pair in itertools.product(VALUES, VALUES)]
+    accepted = 0
+    for record in records:
+        if check is not None and check(record):
+            accepted += 1
+            assert validator.is_valid(record), record
+    if check is not None:
+        assert accepted > 0  # the check does take the common records
