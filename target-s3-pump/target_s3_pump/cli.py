@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from target_s3_pump.config import PumpConfigError, PumpSettings
+from target_s3_pump.config import PumpConfigError, PumpSettings, normalize_stages
 from target_s3_pump.pumps import (
     PumpsFile,
     PumpsFileError,
@@ -104,7 +104,7 @@ def _env_stages() -> set[str] | None:
         raise UsageError(f"{ENV_PREFIX}STAGES is not JSON") from None
     if not isinstance(stages, dict):
         raise UsageError(f"{ENV_PREFIX}STAGES must be a JSON object of stages")
-    return set(stages)
+    return set(normalize_stages(stages))  # Meltano may flatten it: {"stage.prefix": ...}
 
 
 def _resolve(args: argparse.Namespace) -> tuple[PumpsFile, Schemas, PumpSettings | None]:

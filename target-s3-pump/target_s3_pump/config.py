@@ -84,7 +84,7 @@ class PumpSettings:
             problems.append("setting 'prefix' is set but 'bucket' is not")
 
         stages: dict[str, Location] = {}
-        raw_stages = config.get("stages") or {}
+        raw_stages = normalize_stages(config.get("stages") or {})
         if not isinstance(raw_stages, Mapping):
             problems.append("setting 'stages' must map stage names to {bucket, prefix}")
             raw_stages = {}
@@ -186,6 +186,34 @@ class PumpSettings:
             kms_key_id=kms_key_id,
             multipart_chunk_mb=chunk_mb,
         )
+
+
+STAGE_KEYS = ("bucket", "prefix")
+
+
+def normalize_stages(raw: Any) -> Any:
+    """The ``stages`` setting as ``{stage: {bucket, prefix}}``.
+
+    Meltano may deliver an object setting set through the environment flattened, with dotted
+    keys: ``{"s3_data_pump.prefix": "x", "s3_data_pump.bucket": "b"}``. Those are folded into
+    the nested form (and merged with nested entries of the same stage). Anything that is not a
+    mapping is returned unchanged for the caller to report.
+    """
+    if not isinstance(raw, Mapping):
+        return raw
+    stages: dict[str, Any] = {}
+    for name, value in raw.items():
+        stage, dot, key = str(name).rpartition(".")
+        if dot and stage and key in STAGE_KEYS and not isinstance(value, Mapping):
+            entry = stages.setdefault(stage, {})
+            if isinstance(entry, Mapping):
+                stages[stage] = {**entry, key: value}
+                continue
+        elif isinstance(stages.get(name), Mapping) and isinstance(value, Mapping):
+            stages[name] = {**value, **stages[name]}
+            continue
+        stages[name] = value
+    return stages
 
 
 def parse_timestamp(text: str) -> datetime:

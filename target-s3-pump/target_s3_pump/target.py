@@ -97,14 +97,23 @@ class TargetS3Pump(Target):
         ),
         th.Property(
             "stages",
-            th.ObjectType(
-                additional_properties=th.ObjectType(
-                    th.Property("bucket", th.StringType),
-                    th.Property("prefix", th.StringType),
-                )
+            th.CustomType(
+                {
+                    "type": ["object", "null"],
+                    # Values are {bucket, prefix}, or strings under dotted keys
+                    # ("stage.prefix"): Meltano's flattened form, folded in config.py.
+                    "additionalProperties": {
+                        "type": ["object", "string", "null"],
+                        "properties": {
+                            "bucket": {"type": ["string", "null"]},
+                            "prefix": {"type": ["string", "null"]},
+                        },
+                    },
+                }
             ),
             description="Stage name (pumps.yml 'stage') -> {bucket, prefix}. A pump naming a "
-            "stage that is not configured here fails validation.",
+            "stage that is not configured here fails validation. Dotted keys "
+            "('s3_data_pump.prefix': 'x') are accepted too.",
         ),
         th.Property(
             "format",

@@ -246,6 +246,22 @@ def test_stages_route_pumps_to_their_bucket_and_prefix(tmp_path: Path) -> None:
     ]
 
 
+def test_stages_in_meltanos_flattened_form(tmp_path: Path) -> None:
+    bucket = new_bucket()
+    pumps_file = write_pumps(
+        tmp_path,
+        [pump("pump_marketing_contact", "last_changed", True, single=True, stage="s3_data_pump")],
+    )
+    # As Meltano may pass an object setting set through the environment: dotted keys.
+    config = target_config(bucket, pumps_file, stages={"s3_data_pump.prefix": "data_pump"})
+    stream = "pumps_sensitive-pump_marketing_contact"
+    run_cli(config, [schema_msg(stream), *contacts(stream, [1])], tmp_path).check_returncode()
+    assert bucket.list_keys() == [
+        f"data_pump/pump_marketing_contact/{STAMP}.csv",
+        f"data_pump/pump_marketing_contact/{STAMP}_SUCCESS.json",
+    ]
+
+
 def test_empty_pump_gets_a_header_only_file_and_a_marker(bucket: Bucket, pumps_file: Path) -> None:
     run_target(target_config(bucket, pumps_file), [schema_msg(X)])
     base = f"pumps/pump_x/{STAMP}"

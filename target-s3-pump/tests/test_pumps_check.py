@@ -13,6 +13,7 @@ import yaml
 from s3pump_testkit import GITLAB_PUMPS_YML, pump, write_pumps
 
 from target_s3_pump.cli import main
+from target_s3_pump.config import normalize_stages
 
 GITLAB_STAGES = ["--stage", "s3_data_pump", "--stage", "s3_data_science_pump"]
 
@@ -66,6 +67,51 @@ def test_stages_from_meltano_env(
     assert code == 1
     assert err.count("unknown stage 's3_data_science_pump'") == 3
     assert err.splitlines()[-1] == "pumps-check: 3 problem(s); nothing was written"
+
+
+# Meltano may deliver an object setting set through the environment with dotted keys.
+FLAT_STAGES = {
+    "s3_data_pump.prefix": "data_pump",
+    "s3_data_science_pump.bucket": "gitlab-data-science",
+    "s3_data_science_pump.prefix": "scores",
+}
+
+
+def test_flattened_stages_from_meltano_env(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TARGET_S3_PUMP_STAGES", json.dumps(FLAT_STAGES))
+    code, _, err = run([str(GITLAB_PUMPS_YML)], capsys)
+    assert code == 0, err
+    assert "unknown stage" not in err
+
+
+def test_flattened_stages_in_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = {"pumps_file": str(GITLAB_PUMPS_YML), "bucket": "gitlab-pumps", "stages": FLAT_STAGES}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    code, out, err = run(["--config", str(tmp_path / "config.json")], capsys)
+    assert code == 0, err
+    assert "s3://gitlab-pumps/data_pump/pump_marketing_contact/" in out
+    assert "s3://gitlab-data-science/scores/pump_churn_forecasting_scores/" in out
+
+
+def test_normalize_stages_folds_dotted_keys_into_the_nested_form() -> None:
+    assert normalize_stages(FLAT_STAGES) == {
+        "s3_data_pump": {"prefix": "data_pump"},
+        "s3_data_science_pump": {"bucket": "gitlab-data-science", "prefix": "scores"},
+    }
+    nested = {"a": {"bucket": "b", "prefix": "p"}}
+    assert normalize_stages(nested) == nested
+    # Both forms for one stage merge; the dotted key is the more specific setting.
+    assert normalize_stages({"a.prefix": "x", "a": {"bucket": "b", "prefix": "p"}}) == {
+        "a": {"bucket": "b", "prefix": "x"}
+    }
+    assert normalize_stages({"a": {"bucket": "b"}, "a.prefix": "x"}) == {
+        "a": {"bucket": "b", "prefix": "x"}
+    }
+    # A dotted key that is not bucket/prefix stays as it is (reported as not a mapping).
+    assert normalize_stages({"a.region": "x"}) == {"a.region": "x"}
+    assert normalize_stages("nope") == "nope"
 
 
 def test_invalid_file_one_line_per_problem(
