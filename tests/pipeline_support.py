@@ -333,3 +333,54 @@ def _deep_merge(base: dict, override: dict) -> dict:
 def parse_ts(value: str) -> datetime:
     ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+# -- faults while Meltano runs (tests/test_faults.py) ------------------------------------
+
+
+def start_meltano(pipe: Pipeline, *args: str, name: str) -> tuple[subprocess.Popen, Path]:
+    """`meltano <args>` in the background, stdout and stderr into one file (no pipe to fill
+    up while the test holds it mid-run). Finish it with :func:`finish_meltano`."""
+    out = pipe.home / f"{name}.out"
+    cmd = [str(MELTANO), "--env-file", str(pipe.env_file), *args]
+    with out.open("w") as sink:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=pipe.env(), stdout=sink, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    return proc, out
+
+
+def finish_meltano(pipe: Pipeline, proc: subprocess.Popen, out: Path, timeout: float = 600) -> str:
+    """Wait for a :func:`start_meltano` process; its output, also appended to pipe.log."""
+    proc.wait(timeout=timeout)
+    text = out.read_text()
+    with pipe.log.open("a") as log:
+        log.write(f"\n$ meltano ... ({out.name}, exit {proc.returncode})\n{text}")
+    return text
+
+
+def wait_for(predicate, what: str, timeout: float = 180.0):
+    """Poll ``predicate`` until it returns something truthy (a synchronisation point, not a
+    timing assertion: ``timeout`` only stops a hung test)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def backends_waiting(conn: psycopg.Connection, database: str, wait_event: str) -> list[int]:
+    """Pids of the other sessions on ``database`` that wait on a lock of this type
+    (pg_stat_activity.wait_event_type 'Lock': wait_event 'advisory', 'relation', ...)."""
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
+            "AND wait_event_type = 'Lock' AND wait_event = %s",
+            (database, wait_event),
+        )
+    ]
