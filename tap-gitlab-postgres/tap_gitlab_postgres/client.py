@@ -11,6 +11,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import psycopg
+from psycopg.abc import PQGen
+from psycopg.generators import WAIT_R, _fetch_many
+from psycopg.pq import ExecStatus
 
 from tap_gitlab_postgres.manifest import ConnectionEnv
 from tap_gitlab_postgres.schema import CLAMP_MARK, CLAMPED_JSON, Column, PgType
@@ -165,6 +168,14 @@ class SourceDatabase:
             row = cur.fetchone()
         return None if row is None else row[0]
 
+    def fetch_row(self, sql: str) -> tuple:
+        with self.connect().cursor() as cur:
+            cur.execute(sql)
+            row = cur.fetchone()
+        if row is None:
+            raise SourceError(f"no row from {sql[:80]}")
+        return tuple(row)
+
     def stream_json(
         self, sql: str, columns: list[Column], constants: Mapping[str, str]
     ) -> Iterator[str]:
@@ -215,6 +226,15 @@ class SourceDatabase:
                 with contextlib.suppress(psycopg.Error):
                     conn.execute("SET client_encoding TO 'UTF8'")
             checks.report()
+
+    @contextlib.contextmanager
+    def copy_csv(self, sql: str, columns: list[Column]) -> Iterator[CsvReader]:
+        """Rows of ``sql`` as CSV (``Column.csv_sql`` of each column), read in pieces."""
+        exprs = [f"{c.csv_sql('q.' + quote_ident(c.name))}" for c in columns]
+        copy_sql = f"COPY (SELECT {', '.join(exprs)} FROM ({sql}) AS q) TO STDOUT (FORMAT csv)"
+        conn = self.connect()
+        with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+            yield CsvReader(conn, copy)
 
     def _load_types(self, oids: set[int]) -> None:
         rows: dict[int, tuple] = {}
@@ -328,6 +348,54 @@ def _column_label(name: str, origin: str) -> str:
     if origin:
         return f"column '{name}' (from source table column {origin})"
     return f"column '{name}'"
+
+
+class CsvReader:
+    """A ``COPY TO`` in pieces of whole rows, with no Python object kept per row.
+
+    Postgres sends every row of a ``COPY TO`` as its own message, so rows are counted by
+    messages (a quoted CSV value may hold newlines). Each row is appended to the piece as
+    it arrives and its libpq buffer freed at once: holding thousands of them until a
+    piece is complete costs more than the copy. The loop is psycopg's ``copy_from``
+    generator (psycopg 3.3), for many rows at a time; the end of the data is handled as
+    ``Copy.read`` does.
+    """
+
+    def __init__(self, conn: psycopg.Connection, copy: psycopg.Copy) -> None:
+        self._conn = conn
+        self._copy = copy
+        self.done = False
+
+    def read(self, rows: int, size: int) -> tuple[bytearray, int]:
+        """The next piece: ``rows`` rows, or fewer once it holds ``size`` bytes or the data
+        ends (then ``done`` is true). Returns (CSV bytes, rows)."""
+        out = bytearray()
+        if self.done:
+            return out, 0
+        return out, self._conn.wait(self._fill(out, rows, size))
+
+    def _fill(self, out: bytearray, rows: int, size: int) -> PQGen[int]:
+        pgconn = self._conn.pgconn
+        get = pgconn.get_copy_data
+        n = 0
+        while True:
+            nbytes, data = get(1)
+            if nbytes > 0:
+                out += data
+                n += 1
+                if n >= rows or len(out) >= size:
+                    return n
+            elif nbytes == 0:  # nothing buffered: wait for the socket
+                while not (yield WAIT_R):
+                    pass
+                pgconn.consume_input()
+            else:
+                results = yield from _fetch_many(pgconn)
+                if len(results) != 1 or results[0].status != ExecStatus.COMMAND_OK:
+                    raise psycopg.errors.error_from_result(results[-1], encoding=pgconn._encoding)
+                self._copy._finished = True
+                self.done = True
+                return n
 
 
 def record_json_sql(sql: str, columns: list[Column], constants: Mapping[str, str]) -> str:

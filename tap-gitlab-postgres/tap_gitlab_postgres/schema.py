@@ -45,6 +45,32 @@ class Column:
         """SQL expression rendering column reference ``ref`` as its JSON value."""
         return _sql_for(self.pg_type, ref)
 
+    @property
+    def arrow_kind(self) -> ArrowKind:
+        """How the columnar batch files (Parquet, Arrow IPC) hold this column."""
+        return _arrow_kind(self.pg_type)
+
+    def csv_sql(self, ref: str) -> str:
+        """SQL expression for ``COPY ... (FORMAT csv)`` feeding the columnar batch files.
+
+        The same value as :meth:`json_sql` in the text form Arrow's CSV reader parses:
+        timestamps stay timestamps (read as UTC instants; the session runs in UTC; values
+        outside years 1-9999 are brought to the nearest bound by the reader), dates outside
+        years 1-9999 become the nearest bound, arrays become their JSON text (parsed into
+        Arrow lists), everything else is the JSON expression itself.
+        """
+        t = self.pg_type
+        if t.element is not None:
+            return f"to_json({_sql_for(t, ref)})::text"
+        if t.name in {"timestamp", "timestamptz"}:
+            return ref
+        if t.name == "date":
+            return (
+                f"CASE WHEN {ref} > '9999-12-31'::date THEN '9999-12-31'::date "
+                f"WHEN {ref} < '0001-01-01'::date THEN '0001-01-01'::date ELSE {ref} END"
+            )
+        return _sql_for(t, ref)
+
 
 def _nullable(schema: dict) -> dict:
     types = schema.get("type")
@@ -137,6 +163,39 @@ def _clamped(ref: str, name: str, rendered: str) -> str:
         f"WHEN {ref} < '{low}'::{name} THEN ' \"{json_low}\"'::json "
         f"ELSE to_json({rendered}) END"
     )
+
+
+@dataclass(frozen=True)
+class ArrowKind:
+    """A column's Arrow type, named without importing pyarrow (RECORD mode never needs it).
+
+    ``name`` is one of ``int64``, ``float64``, ``bool``, ``string``, ``timestamp`` (naive
+    UTC in Postgres), ``timestamptz`` (both become ``timestamp[us, tz=UTC]``), ``list``
+    (``element`` is the kind of the items).
+
+    Only integers, floats, booleans and timestamps are typed. ``numeric`` stays the exact
+    decimal text Postgres prints (as in the JSON records: no float rounding, and an
+    unconstrained numeric fits no Arrow decimal); json/jsonb, dates, times, intervals,
+    uuid, bytea (hex) and the rest stay the strings their JSON schema says.
+    """
+
+    name: str
+    element: ArrowKind | None = None
+
+
+def _arrow_kind(t: PgType) -> ArrowKind:
+    if t.element is not None:
+        items = _arrow_kind(t.element) if _keeps_json_form(t.element) else ArrowKind("string")
+        return ArrowKind("list", items)
+    if t.name in INTEGER_TYPES:
+        return ArrowKind("int64")
+    if t.name in FLOAT_TYPES:
+        return ArrowKind("float64")
+    if t.name == "bool":
+        return ArrowKind("bool")
+    if t.name in {"timestamp", "timestamptz"}:
+        return ArrowKind(t.name)
+    return ArrowKind("string")
 
 
 def _keeps_json_form(t: PgType) -> bool:

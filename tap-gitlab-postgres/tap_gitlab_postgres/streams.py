@@ -27,7 +27,7 @@ from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
 
-from tap_gitlab_postgres.batches import BatchFiles
+from tap_gitlab_postgres.batches import open_batch_files
 from tap_gitlab_postgres.client import SourceDatabase, SourceError, first_line
 from tap_gitlab_postgres.manifest import LoadType, ManifestTable
 from tap_gitlab_postgres.query import Window
@@ -138,9 +138,10 @@ class PgpStream(Stream):
     def get_batches(
         self, batch_config: BatchConfig, context: Any = None
     ) -> Iterable[tuple[BaseBatchFileEncoding, list[str]]]:
-        """BATCH mode: Postgres' JSON goes straight into batch files, one or more per window
-        or chunk; the state follows the BATCH message of its chunk's last file."""
-        batch = BatchFiles(self, batch_config)
+        """BATCH mode: rows go straight into batch files (jsonl, parquet or arrow; see
+        batches.py), one or more per window or chunk; the state follows the BATCH message
+        of its chunk's last file."""
+        batch = open_batch_files(self, batch_config)
         try:
             for step in self._plan():
                 if isinstance(step, Rows):

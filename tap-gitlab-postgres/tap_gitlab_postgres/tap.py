@@ -14,6 +14,7 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_gitlab_postgres.allowlist import AllowListError, AllowLists
+from tap_gitlab_postgres.batches import BATCH_CONFIG_SCHEMA
 from tap_gitlab_postgres.client import ConnectionSettings, SourceDatabase, SourceError, first_line
 from tap_gitlab_postgres.deletes import KeySetStream, has_deletes_pass
 from tap_gitlab_postgres.manifest import ManifestError, load_connection_file, load_manifest
@@ -143,6 +144,8 @@ class TapGitlabPostgres(Tap):
     ).to_dict()
     # A misspelt setting would otherwise be ignored silently, with its default in force.
     config_jsonschema["additionalProperties"] = False
+    # singer-sdk's batch_config allows jsonl and parquet only; this adds arrow (batches.py).
+    config_jsonschema["properties"]["batch_config"] = BATCH_CONFIG_SCHEMA
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.failures: list[str] = []
