@@ -161,7 +161,9 @@ def test_concurrent_run_of_the_same_state_id_is_refused(faults):
         try:
             # Run 1 is mid-run: its tap waits on the gate in the notes stream.
             wait_for(
-                lambda: backends_waiting(gate, pipe.source_db, "advisory") or first.poll(),
+                lambda: (
+                    backends_waiting(gate, pipe.source_db, "advisory") or first.poll() is not None
+                ),
                 "run 1's tap to wait on the notes gate",
             )
             assert first.poll() is None, first_out.read_text()[-3000:]
@@ -212,11 +214,15 @@ def test_warehouse_failure_mid_run_keeps_the_confirmed_state_and_the_rerun_loses
         run, out = start_meltano(pipe, "run", MAIN, TARGET, name="run2")
         try:
             with pipe.connect(pipe.warehouse_db) as admin:
-                [victim, *_] = wait_for(
-                    lambda: backends_waiting(admin, pipe.warehouse_db, "relation") or run.poll(),
+                waiting = wait_for(
+                    lambda: (
+                        backends_waiting(admin, pipe.warehouse_db, "relation")
+                        or run.poll() is not None
+                    ),
                     "target-postgres to wait on the locked RAW table",
                 )
                 assert run.poll() is None, out.read_text()[-3000:]
+                [victim, *_] = waiting
                 admin.execute("SELECT pg_terminate_backend(%s)", (victim,))
         finally:
             wh.execute("ROLLBACK")
