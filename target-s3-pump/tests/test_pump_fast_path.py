@@ -28,6 +28,7 @@ from s3pump_testkit import (
 from singer_sdk.exceptions import InvalidRecord, MissingKeyPropertiesError
 from singer_sdk.typing import DEFAULT_JSONSCHEMA_VALIDATOR
 
+from target_s3_pump.formats import csv_line, csv_rows
 from target_s3_pump.validation import compile_record_check
 
 Y = "pumps_sensitive-pump_y"
@@ -160,3 +161,36 @@ def test_quick_check_never_accepts_what_jsonschema_rejects(schema: dict) -> None
             assert validator.is_valid(record), record
     if check is not None:
         assert accepted > 0  # the check does take the common records
+
+
+class _Text(str):
+    pass
+
+
+CSV_VALUES = [None, "", "a", "a,b", 'q"', "x\ny", "x\r", " ", "é😀", "\x00", 0, 1, -5, 10**30,
+              Decimal("1.10"), Decimal("1E-7"), 0.5, 1.0, float("inf"), True, False,
+              {"a": [1, "b"]}, [], [1, 2], _Text("s,")]  # fmt: skip
+CSV_COLUMN_KINDS = [
+    CSV_VALUES,
+    [None, "a", "b c", "é"],
+    [None, 1, Decimal("2.5")],
+    [True, False, None],
+    ["a", "b"],
+    [1, 2],
+    ["a", ""],
+    [None, "a,b"],
+]
+
+
+def test_csv_rows_renders_each_row_as_csv_line() -> None:
+    # csv_rows renders a batch a column at a time; csv_line is the rule, one field at a time.
+    rng = random.Random(5)
+    for _ in range(3000):
+        columns = [f"c{i}" for i in range(rng.randint(0, 5))]
+        kinds = {c: rng.choice(CSV_COLUMN_KINDS) for c in columns}
+        records = [
+            {c: rng.choice(kinds[c]) for c in columns if rng.random() < 0.9}
+            for _ in range(rng.randint(0, 6))
+        ]
+        expected = "".join(csv_line([r.get(c) for c in columns]) for r in records)
+        assert csv_rows(records, columns) == expected, (records, columns)
