@@ -392,7 +392,9 @@ class _Layout:
         self.stamps = [i for i, k in enumerate(kinds) if k.name in {"timestamp", "timestamptz"}]
         self._parse = pacsv.ParseOptions(newlines_in_values=True)
         # What COPY's CSV means: an unquoted empty field is NULL, a quoted one ("") is
-        # the empty string; booleans are t/f; the text is UTF-8 already (client_encoding).
+        # the empty string; booleans are t/f. UTF-8 is checked (cheap, vectorised): only a
+        # SQL_ASCII database can send invalid bytes, and they fail the stream here instead
+        # of reaching a target (the jsonl encoding repairs them instead).
         self._convert = pacsv.ConvertOptions(
             column_types={n: self._csv_type(k) for n, k in zip(self.names, kinds, strict=True)},
             null_values=[""],
@@ -400,7 +402,7 @@ class _Layout:
             quoted_strings_can_be_null=False,
             true_values=["t"],
             false_values=["f"],
-            check_utf8=False,
+            check_utf8=True,
         )
 
     @staticmethod
@@ -460,7 +462,7 @@ class _Layout:
             quoted_strings_can_be_null=False,
             true_values=["t"],
             false_values=["f"],
-            check_utf8=False,
+            check_utf8=True,
         )
         table = pacsv.read_csv(
             pa.py_buffer(data),
