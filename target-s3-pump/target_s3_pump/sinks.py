@@ -55,8 +55,8 @@ class PumpSink(BatchSink):
         any other record goes through the SDK's jsonschema validator, which raises what it
         always raised (or accepts it: the quick check only ever says "certainly valid").
         """
-        check = self._record_check
-        if check is not None and not check(record):
+        check = self._record_check  # None: no quick check for this schema's root
+        if self._validator is not None and (check is None or not check(record)):
             self._remove_sdc_metadata_from_record(record)
             self._validate_and_parse(record)
         for key in self._key_properties:

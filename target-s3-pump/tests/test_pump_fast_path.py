@@ -63,6 +63,14 @@ def test_invalid_record_fails_with_the_sdk_error(
     assert bucket.list_keys() == []
 
 
+def test_schema_without_a_quick_check_is_still_validated(bucket: Bucket, pumps_file: Path) -> None:
+    schema = schema_msg(Y, {"id": {"type": "integer"}})
+    schema["schema"]["additionalProperties"] = False  # no quick check: jsonschema for all
+    run_target(target_config(bucket, pumps_file), [schema, record_msg(Y, {"id": 1})])
+    with pytest.raises(InvalidRecord):
+        run_target(target_config(bucket, pumps_file), [schema, record_msg(Y, {"id": 1, "x": 2})])
+
+
 def test_validation_off_takes_any_value(bucket: Bucket, pumps_file: Path) -> None:
     messages = [schema_msg(Y), record_msg(Y, {"id": "x", "active": 1, "score": True})]
     run_target(target_config(bucket, pumps_file, validate_records=False), messages)
