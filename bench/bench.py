@@ -512,6 +512,18 @@ def count_batch_rows(counter: Counter, storage_dir: Path) -> tuple[int, int, int
             if storage_dir.resolve() not in path.resolve().parents:
                 raise RuntimeError(f"batch file outside the storage root: {url}")
             files += 1
+            if encoding.get("format") == "parquet":
+                import pyarrow.parquet as pq
+
+                rows += pq.ParquetFile(path).metadata.num_rows
+                continue
+            if encoding.get("format") == "arrow":
+                import pyarrow as pa
+
+                with pa.memory_map(str(path)) as source, pa.ipc.open_file(source) as reader:
+                    rows += sum(reader.get_batch(i).num_rows
+                                for i in range(reader.num_record_batches))  # fmt: skip
+                continue
             opener = gzip.open if encoding.get("compression") == "gzip" else open
             with opener(path, "rb") as fh:
                 while chunk := fh.read(1 << 20):
@@ -804,10 +816,13 @@ class Bench:
             res.error = "; ".join(problems)
         return run
 
-    def batch_config(self, tool: str) -> tuple[dict[str, Any], Path]:
+    def batch_config(self, tool: str, fmt: str = "jsonl") -> tuple[dict[str, Any], Path]:
+        """BATCH settings: jsonl gzip-compressed (every tap), or the tap's parquet / arrow
+        (uncompressed, its default)."""
         batch_dir = LOCAL / "batches" / tool
+        encoding = {"format": fmt} if fmt != "jsonl" else {"format": "jsonl", "compression": "gzip"}
         return {
-            "encoding": {"format": "jsonl", "compression": "gzip"},
+            "encoding": encoding,
             "storage": {"root": batch_dir.as_uri(), "prefix": "x-"},
             "batch_size": CHUNK,
         }, batch_dir
@@ -828,14 +843,17 @@ class Bench:
             "record": "tap-gitlab-postgres RECORD (fast_records, Postgres builds messages)",
             "record-sdk": "tap-gitlab-postgres RECORD via singer-sdk (fast_records: false)",
             "batch": "tap-gitlab-postgres BATCH jsonl.gz",
+            "batch-parquet": "tap-gitlab-postgres BATCH parquet (COPY CSV -> pyarrow)",
+            "batch-arrow": "tap-gitlab-postgres BATCH arrow IPC (COPY CSV -> pyarrow)",
         }
         res = Result(tool, labels[mode], "ours", expected_rows=self.expected)
         batch_dir = None
-        if mode == "batch":
-            cfg, batch_dir = self.batch_config(tool)
-            config = self.gitlab_config(batch_config=cfg)
+        # The extraction alone: no pgp_row_counts stream (one more record, and a count(*)).
+        if mode.startswith("batch"):
+            cfg, batch_dir = self.batch_config(tool, mode.partition("-")[2] or "jsonl")
+            config = self.gitlab_config(batch_config=cfg, row_counts=False)
         else:
-            config = self.gitlab_config(fast_records=mode == "record")
+            config = self.gitlab_config(fast_records=mode == "record", row_counts=False)
         self._singer_run(res, [(tool, self.gitlab_cmd(config, tool))], batch_dir)
         return res
 
@@ -1127,12 +1145,12 @@ class Bench:
         spy = ensure_venv("py-spy") / "bin" / "py-spy"
         out = LOCAL / "profiles" / f"{tool}.{self.rows_wanted}.speedscope.json"
         out.parent.mkdir(parents=True, exist_ok=True)
-        if mode == "batch":
-            cfg, batch_dir = self.batch_config(f"{tool}-profile")
-            config = self.gitlab_config(batch_config=cfg)
+        if mode.startswith("batch"):
+            cfg, batch_dir = self.batch_config(f"{tool}-profile", mode.partition("-")[2] or "jsonl")
+            config = self.gitlab_config(batch_config=cfg, row_counts=False)
         else:
             batch_dir = None
-            config = self.gitlab_config(fast_records=mode == "record")
+            config = self.gitlab_config(fast_records=mode == "record", row_counts=False)
         cmd = [str(spy), "record", "--format", "speedscope", "--rate", "200", "--subprocesses",
                "--output", str(out), "--", *self.gitlab_cmd(config, f"{tool}-profile")]
         res = Result(f"{tool}-profile", f"{tool} under py-spy", "ours",
@@ -1155,6 +1173,10 @@ TOOLS: dict[str, tuple[str, Callable[[Bench, str], Result | list[Result]]]] = {
     "gitlab-record-sdk": ("our tap, RECORD through singer-sdk",
                           lambda b, t: b.tap_gitlab(t, "record-sdk")),
     "gitlab-batch": ("our tap, BATCH jsonl.gz", lambda b, t: b.tap_gitlab(t, "batch")),
+    "gitlab-batch-parquet": ("our tap, BATCH parquet (target-postgres)",
+                             lambda b, t: b.tap_gitlab(t, "batch-parquet")),
+    "gitlab-batch-arrow": ("our tap, BATCH arrow IPC (target-snowflake)",
+                           lambda b, t: b.tap_gitlab(t, "batch-arrow")),
     "meltanolabs-record": ("MeltanoLabs tap-postgres 0.10.0, RECORD",
                            lambda b, t: b.tap_meltanolabs(t, "record")),
     "meltanolabs-batch": ("MeltanoLabs tap-postgres 0.10.0, BATCH jsonl.gz",
@@ -1284,7 +1306,14 @@ def goals(results: list[Result], rows: int) -> list[str]:
                 ratio = (by[tool].rows_per_s or 0) / (ref.rows_per_s or 1)
                 out.append(f"{tool}: {ratio:.1f}x {ref.tool} (goal >= {factor}x): "
                            + ("MET" if ratio >= factor else "MISSED"))  # fmt: skip
-    for tool in ("gitlab-record", "gitlab-record-sdk", "gitlab-batch"):
+    copy = by.get("copy-binary")
+    for tool in ("gitlab-batch", "gitlab-batch-parquet", "gitlab-batch-arrow"):
+        if tool in by and copy and copy.rows_per_s:
+            ratio = (by[tool].rows_per_s or 0) / copy.rows_per_s
+            out.append(f"{tool}: {ratio:.2f}x copy-binary (goal >= 0.5x): "
+                       + ("MET" if ratio >= 0.5 else "MISSED"))  # fmt: skip
+    for tool in ("gitlab-record", "gitlab-record-sdk", "gitlab-batch", "gitlab-batch-parquet",
+                 "gitlab-batch-arrow"):  # fmt: skip
         if tool in by:
             mb = by[tool].peak_rss_mb or 0
             out.append(f"{tool}: peak RSS {mb:.0f} MB (goal < 150 MB): "
@@ -1404,7 +1433,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench.results.extend(extra)
     if args.profile:
         for tool, mode in (("gitlab-record", "record"), ("gitlab-record-sdk", "record-sdk"),
-                           ("gitlab-batch", "batch")):  # fmt: skip
+                           ("gitlab-batch", "batch"), ("gitlab-batch-parquet", "batch-parquet"),
+                           ("gitlab-batch-arrow", "batch-arrow")):  # fmt: skip
             if tool in tools:
                 try:
                     bench.profile(tool, mode)
