@@ -17,6 +17,8 @@ One scenario on a demo source of ~3000 rows, shared by the tests in file order
   run 4  one table removed from the manifest and one query changed: the run goes on,
          the changed stream is fully synced and its old rows deleted
   run 5  `--full-refresh`: every stream replaced by a fresh copy, duplicates gone
+Row counts: the tap's pgp_row_counts match RAW after runs 1 and 5 (dbt-postgres:trust), and
+the check fails once a loaded row goes missing.
 Plus production config resolution and `target-snowflake --about`, offline.
 """
 
@@ -192,6 +194,36 @@ def test_first_run_builds_the_dbt_models(run1):
     assert all(r["unique_id"].startswith("model.gitlab_pgp.") for r in results)
 
 
+def _trust(pipe: Pipeline, check: bool = True) -> list[dict]:
+    """`dbt-postgres:trust` (its results in transform/target/trust, see meltano.yml)."""
+    proc = pipe.meltano("invoke", "dbt-postgres:trust", check=False)
+    if check and proc.returncode:
+        with pipe.connect(pipe.warehouse_db) as conn:
+            failed = conn.execute(
+                "SELECT * FROM dbt_test__audit.assert_raw_matches_pgp_row_counts"
+            ).fetchall()
+        pytest.fail(f"row-count checks failed: {failed}")
+    results = ROOT / "transform" / "target" / "trust" / "run_results.json"
+    return json.loads(results.read_text())["results"]
+
+
+def test_row_counts_match_raw_after_the_first_run(run1):
+    with run1.connect(run1.warehouse_db) as conn:
+        counts = conn.execute(
+            "SELECT stream, run_type, rows_read, source_rows FROM tap_postgres.pgp_row_counts"
+        ).fetchall()
+    streams = {s.name for e in EXTRACTORS for s in manifest_streams(e, run1.manifests[e])}
+    assert {row[0] for row in counts} == streams
+    for stream, run_type, rows_read, source_rows in counts:
+        assert run_type in ("full_sync", "snapshot"), stream
+        assert rows_read == source_rows, stream
+    [result] = _trust(run1)  # as `meltano run ... dbt-postgres:trust` did in run 1
+    assert (result["unique_id"].split(".")[2], result["status"]) == (
+        "assert_raw_matches_pgp_row_counts",
+        "pass",
+    )
+
+
 # =============================================================== run 2: incremental
 
 
@@ -322,6 +354,18 @@ def test_full_refresh_resyncs_everything(run5):
         # Every older version deleted: the warehouse holds exactly the source, once.
         assert pipe.raw_keys(stream) == pipe.source_keys(stream), stream.name
         assert pipe.raw_versions(stream.name) == [pipe.state5[stream.name]["table_version"]]
+
+
+def test_row_count_check_catches_a_lost_row(run5):
+    pipe = run5
+    [result] = _trust(pipe)
+    assert result["status"] == "pass"
+    with pipe.connect(pipe.warehouse_db) as conn:
+        conn.execute(f"DELETE FROM tap_postgres.{RESYNC} WHERE ctid IN "
+                     f"(SELECT ctid FROM tap_postgres.{RESYNC} LIMIT 1)")  # fmt: skip
+    [result] = _trust(pipe, check=False)
+    # Two failed checks of that stream: loaded (rows read vs RAW) and source (count(*)).
+    assert (result["status"], result["failures"]) == ("fail", 2)
 
 
 # ========================================================================== production

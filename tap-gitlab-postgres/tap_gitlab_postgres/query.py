@@ -222,6 +222,10 @@ class QueryTemplate:
         pk = quote_ident(self.primary_key)
         return f"SELECT (SELECT pgp_none.{pk} FROM ({self.probe_sql(allow)}) AS pgp_none) AS {pk}"
 
+    def count_sql(self, allow: AllowLists) -> str:
+        """How many rows the query returns without its time window (row-count checks)."""
+        return f"SELECT count(*) FROM (\n{self.full_sql(allow)}\n) AS pgp_count"
+
     def probe_sql(self, allow: AllowLists) -> str:
         """No rows, but the result columns and types (schema discovery)."""
         return f"SELECT * FROM (\n{self.full_sql(allow)}\n) AS pgp_probe LIMIT 0"

@@ -54,6 +54,7 @@ class RunSettings:
     task_instance: str
     allow: AllowLists
     raw_records: bool = True  # RECORD messages built by Postgres (see _write_raw_records)
+    count_source_rows: bool = True  # count(*) after each complete copy (counts.py)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,20 @@ class Activate:
 Step = Rows | Checkpoint | Activate
 
 
+@dataclass(frozen=True)
+class RunReport:
+    """What a finished stream vouches for in ``pgp_row_counts`` (counts.py)."""
+
+    run_type: str  # snapshot, full_sync, incremental, load_by_id, test_load
+    uploaded_at: str  # as in the rows' _uploaded_at
+    table_version: int | None
+    rows_read: int
+    source_rows: int | None  # after a complete copy only
+
+
 class PgpStream(Stream):
+    run_report: RunReport | None = None  # set when this run's plan finished
+
     # Postgres already renders every value in its schema type (see schema.py), so the
     # SDK's per-record conforming would only cost time.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
@@ -165,6 +179,7 @@ class PgpStream(Stream):
         if self.table.advanced_metadata:
             self.row_constants[TASK_INSTANCE] = sql_string(self.run.task_instance)
         self.rows_read = 0
+        self._run_type = "test_load"
         state = self.stream_state
         if self.run.test_rows:
             yield from self._test_load(state)
@@ -173,6 +188,16 @@ class PgpStream(Stream):
         else:
             yield from self._keyed(state)
         self.logger.info("%s: %d rows read from the source", self.name, self.rows_read)
+        source_rows = None
+        if self._run_type in ("snapshot", "full_sync") and self.run.count_source_rows:
+            source_rows = self.source.fetch_value(self.table.query.count_sql(self.run.allow))
+        self.run_report = RunReport(
+            run_type=self._run_type,
+            uploaded_at=f"{uploaded_at:.6f}",
+            table_version=self.table_version,
+            rows_read=self.rows_read,
+            source_rows=source_rows,
+        )
 
     def _fail(self, exc: Exception) -> None:
         """A failing query fails this stream only; its state stays at the last checkpoint."""
@@ -183,6 +208,7 @@ class PgpStream(Stream):
     # --- the plan of each load type -------------------------------------------------
 
     def _snapshot(self, state: dict, uploaded_at: float) -> Iterator[Step]:
+        self._run_type = "snapshot"
         self._stream_version = None  # snapshots append; nothing is ever deactivated
         yield Rows(self.table.query.full_sql(self.run.allow))
         state["schema_fingerprint"] = self.fingerprint
@@ -231,6 +257,7 @@ class PgpStream(Stream):
         return full
 
     def _full_sync(self, state: dict, full: dict) -> Iterator[Step]:
+        self._run_type = "full_sync"
         self._stream_version = full["version"]
         for item in self._chunks(full["last_key"]):
             if isinstance(item, Rows):
@@ -259,6 +286,7 @@ class PgpStream(Stream):
         yield Checkpoint()
 
     def _incremental(self, state: dict) -> Iterator[Step]:
+        self._run_type = "incremental"
         self._stream_version = state["table_version"]
         begin = datetime.fromisoformat(state["replication_key_value"]) - self.run.lookback
         end_bound = self.run.end_bound
@@ -272,6 +300,7 @@ class PgpStream(Stream):
             begin = end
 
     def _load_by_id(self, state: dict) -> Iterator[Step]:
+        self._run_type = "load_by_id"
         self._stream_version = state["table_version"]
         for item in self._chunks(state.get("replication_key_value")):
             if isinstance(item, Rows):

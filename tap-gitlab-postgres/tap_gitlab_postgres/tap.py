@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from singer_sdk import Tap
+from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_gitlab_postgres.allowlist import AllowListError, AllowLists
 from tap_gitlab_postgres.batches import BATCH_CONFIG_SCHEMA
 from tap_gitlab_postgres.client import ConnectionSettings, SourceDatabase, SourceError, first_line
+from tap_gitlab_postgres.counts import RowCountsStream
 from tap_gitlab_postgres.deletes import KeySetStream, has_deletes_pass
 from tap_gitlab_postgres.manifest import ManifestError, load_connection_file, load_manifest
 from tap_gitlab_postgres.streams import PgpStream, RunSettings
@@ -117,6 +118,13 @@ class TapGitlabPostgres(Tap):
             "deselected properties always take the SDK route.",
         ),
         th.Property(
+            "row_counts",
+            th.BooleanType,
+            default=True,
+            description="Send stream pgp_row_counts (rows read per stream, and the source's "
+            "count(*) after each complete copy) for dbt's row-count checks.",
+        ),
+        th.Property(
             "deletes_pass",
             th.BooleanType,
             default=False,
@@ -142,17 +150,17 @@ class TapGitlabPostgres(Tap):
             description="Allow list behind {INTERNAL_NAMESPACE_IDS} / _PATHS.",
         ),
     ).to_dict()
-    # A misspelt setting would otherwise be ignored silently, with its default in force.
-    config_jsonschema["additionalProperties"] = False
     # singer-sdk's batch_config allows jsonl and parquet only; this adds arrow (batches.py).
     config_jsonschema["properties"]["batch_config"] = BATCH_CONFIG_SCHEMA
+    # A misspelt setting would otherwise be ignored silently, with its default in force.
+    config_jsonschema["additionalProperties"] = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.failures: list[str] = []
         self._source: SourceDatabase | None = None
         super().__init__(*args, **kwargs)
 
-    def discover_streams(self) -> list[PgpStream]:
+    def discover_streams(self) -> list[Stream]:
         config = self.config
         manifest = load_manifest(config["manifest_path"], config.get("database_type"))
         for warning in manifest.warnings:
@@ -202,6 +210,10 @@ class TapGitlabPostgres(Tap):
                     " table's; its deletes pass is skipped",
                 )
                 streams.remove(stream)
+        if config["row_counts"]:
+            # Last, so that it reports every stream synced before it.
+            tables = [s for s in streams if type(s) is PgpStream]
+            streams.append(RowCountsStream(self, tables))
         return streams
 
     def _run_settings(self, *, uses_allow_lists: bool) -> RunSettings:
@@ -226,6 +238,7 @@ class TapGitlabPostgres(Tap):
             task_instance=config.get("task_instance") or started.strftime("%Y%m%dT%H%M%SZ"),
             allow=allow,
             raw_records=config["fast_records"],
+            count_source_rows=config["row_counts"],
         )
 
     def _close_source(self) -> None:

@@ -407,7 +407,7 @@ def test_connection_from_env_variables_named_by_the_manifest(
         )
     )
     run = run_tap(tmp_path, {"manifest_path": str(legacy), "execution_date": T0.isoformat()})
-    assert set(run.records) == {"gitlab_db_issues", "gitlab_db_ci_issues"}
+    assert set(run.records) == {"gitlab_db_issues", "gitlab_db_ci_issues", "pgp_row_counts"}
 
     split = write_manifest(tmp_path, dict(tables), name="split.yaml")
     connection_file = tmp_path / "connection_info.yaml"
@@ -433,7 +433,7 @@ def test_connection_from_env_variables_named_by_the_manifest(
         "execution_date": T0.isoformat(),
     }
     run = run_tap(tmp_path, config)
-    assert set(run.records) == {"gitlab_db_issues"}
+    assert set(run.records) == {"gitlab_db_issues", "pgp_row_counts"}
 
     monkeypatch.delenv("DEMO_DB_PASS")
     failed = run_tap(tmp_path, config, check=False)
