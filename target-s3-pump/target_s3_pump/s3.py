@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
@@ -111,7 +112,9 @@ class S3Store:
             extra["Metadata"] = dict(metadata)
         try:
             self.client.upload_file(str(path), bucket, key, ExtraArgs=extra, Config=self.transfer)
-        except (BotoCoreError, ClientError, OSError) as exc:
+        # Boto3Error: the transfer manager re-raises a ClientError (e.g. 5xx after the last
+        # retry) as S3UploadFailedError, which is neither a BotoCoreError nor a ClientError.
+        except (BotoCoreError, ClientError, Boto3Error, OSError) as exc:
             raise S3Error(f"upload of s3://{bucket}/{key} failed: {_cause(exc)}") from None
 
     def put_bytes(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
