@@ -15,6 +15,9 @@ ENCRYPTIONS = ("AES256", "aws:kms", "none")
 HEADER_CASES = ("as_is", "upper", "lower")
 INTERVAL_FORMAT = "%Y_%m_%d__%H%M%S"  # GitLab's file names: 2024_09_27__050000
 MIN_MULTIPART_MB = 5  # S3's smallest multipart part
+# boto3 client settings (read by s3.make_client, checked here): name -> default.
+DEFAULT_MAX_ATTEMPTS = 5
+TIMEOUT_SETTINGS = {"s3_connect_timeout_seconds": 10, "s3_read_timeout_seconds": 120}
 
 
 class PumpConfigError(ValueError):
@@ -134,6 +137,20 @@ class PumpSettings:
                 "setting 'multipart_chunk_size_mb' must be an integer >= "
                 f"{MIN_MULTIPART_MB}, got {chunk_mb!r}"
             )
+
+        max_attempts = config.get("max_attempts", DEFAULT_MAX_ATTEMPTS)
+        if max_attempts is not None and (
+            not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1
+        ):
+            problems.append(
+                f"setting 'max_attempts' must be a positive integer, got {max_attempts!r}"
+            )
+        for setting, default_seconds in TIMEOUT_SETTINGS.items():
+            seconds = config.get(setting, default_seconds)
+            if seconds is not None and (
+                not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0
+            ):
+                problems.append(f"setting '{setting}' must be a positive number, got {seconds!r}")
 
         interval_end = now
         if config.get("interval_end"):

@@ -23,6 +23,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from target_s3_pump.config import DEFAULT_MAX_ATTEMPTS, TIMEOUT_SETTINGS
+
 MIB = 1024 * 1024
 _BUCKET_ERRORS = {"404": "does not exist", "NoSuchBucket": "does not exist", "403": "access denied"}
 
@@ -49,12 +51,24 @@ def make_client(config: Mapping[str, Any]) -> Any:
         profile_name=config.get("aws_profile") or None,
         region_name=config.get("region") or None,
     )
+    # Every request is retried by botocore (standard mode: exponential backoff with jitter) on
+    # 5xx answers, throttling, dropped connections and timeouts, up to max_attempts attempts in
+    # all; then the call fails and the pump gets no marker. (botocore's own "max_attempts" key
+    # counts retries only, one more attempt than the setting says; total_max_attempts does not.)
     boto_config = BotoConfig(
-        retries={"max_attempts": int(config.get("max_attempts") or 5), "mode": "standard"},
-        connect_timeout=10,
-        read_timeout=120,
+        retries={"total_max_attempts": _setting(config, "max_attempts"), "mode": "standard"},
+        connect_timeout=_setting(config, "s3_connect_timeout_seconds"),
+        read_timeout=_setting(config, "s3_read_timeout_seconds"),
     )
     return session.client("s3", endpoint_url=config.get("endpoint_url") or None, config=boto_config)
+
+
+_CLIENT_DEFAULTS: dict[str, int] = {"max_attempts": DEFAULT_MAX_ATTEMPTS, **TIMEOUT_SETTINGS}
+
+
+def _setting(config: Mapping[str, Any], name: str) -> Any:
+    value = config.get(name)
+    return _CLIENT_DEFAULTS[name] if value is None else value
 
 
 class S3Store:

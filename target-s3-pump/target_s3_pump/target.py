@@ -215,7 +215,22 @@ class TargetS3Pump(Target):
             "max_attempts",
             th.IntegerType,
             default=5,
-            description="Attempts per S3 request (boto3 standard retry mode).",
+            description="Attempts per S3 request, the first included (boto3 standard retry "
+            "mode: exponential backoff with jitter on 5xx, throttling, connection errors and "
+            "timeouts). Then the pump fails without a marker.",
+        ),
+        th.Property(
+            "s3_connect_timeout_seconds",
+            th.NumberType,
+            default=10,
+            description="Seconds to wait for a connection to S3, per attempt.",
+        ),
+        th.Property(
+            "s3_read_timeout_seconds",
+            th.NumberType,
+            default=120,
+            description="Seconds to wait for S3 to answer (or send more of its answer), per "
+            "attempt; a slower request counts as a failed attempt.",
         ),
         th.Property(
             "spool_dir",
