@@ -259,11 +259,8 @@ def test_allow_list_values_are_literals_never_sql(tmp_path: Path, source: str) -
     )
     done = run(write_tap_inputs(tmp_path, source, case), ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
-    records = [
-        json.loads(line)["record"]
-        for line in done.stdout.splitlines()
-        if json.loads(line)["type"] == "RECORD"
-    ]
+    messages = [json.loads(line) for line in done.stdout.splitlines()]
+    records = [m["record"] for m in messages if m["type"] == "RECORD" and m["stream"] == STREAM]
     assert sorted(r["id"] for r in records) == [1, 2, 4, 5]
     with psycopg.connect(source) as conn:
         assert conn.execute("SELECT count(*) FROM issues").fetchone() == (5,)
@@ -282,7 +279,10 @@ def test_quoted_identifier_is_read_not_executed(tmp_path: Path, source: str) -> 
     )
     done = run(write_tap_inputs(tmp_path, source, case), ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
-    records = [json.loads(x) for x in done.stdout.splitlines() if '"RECORD"' in x]
+    messages = [json.loads(line) for line in done.stdout.splitlines()]
+    records = [
+        m for m in messages if m["type"] == "RECORD" and m["stream"] == "gitlab_db_weird_name"
+    ]
     assert [m["record"]["note"] for m in records] == ["a"]
 
 
