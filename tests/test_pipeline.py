@@ -194,17 +194,17 @@ def test_first_run_builds_the_dbt_models(run1):
     assert all(r["unique_id"].startswith("model.gitlab_pgp.") for r in results)
 
 
-def _trust(pipe: Pipeline, check: bool = True) -> list[dict]:
-    """`dbt-postgres:trust` (its results in transform/target/trust, see meltano.yml)."""
+def _trust(pipe: Pipeline) -> list[tuple]:
+    """Run `dbt-postgres:trust`; the failing checks (stream, check, expected, actual), which
+    it stores in the warehouse (store_failures), and which must agree with its exit code."""
     proc = pipe.meltano("invoke", "dbt-postgres:trust", check=False)
-    if check and proc.returncode:
-        with pipe.connect(pipe.warehouse_db) as conn:
-            failed = conn.execute(
-                "SELECT * FROM dbt_test__audit.assert_raw_matches_pgp_row_counts"
-            ).fetchall()
-        pytest.fail(f"row-count checks failed: {failed}")
-    results = ROOT / "transform" / "target" / "trust" / "run_results.json"
-    return json.loads(results.read_text())["results"]
+    with pipe.connect(pipe.warehouse_db) as conn:
+        failed = conn.execute(
+            "SELECT stream, check_name, expected, actual"
+            " FROM dbt_test__audit.assert_raw_matches_pgp_row_counts ORDER BY 1, 2"
+        ).fetchall()
+    assert (proc.returncode == 0) == (not failed), (proc.returncode, failed)
+    return failed
 
 
 def test_row_counts_match_raw_after_the_first_run(run1):
@@ -217,11 +217,7 @@ def test_row_counts_match_raw_after_the_first_run(run1):
     for stream, run_type, rows_read, source_rows in counts:
         assert run_type in ("full_sync", "snapshot"), stream
         assert rows_read == source_rows, stream
-    [result] = _trust(run1)  # as `meltano run ... dbt-postgres:trust` did in run 1
-    assert (result["unique_id"].split(".")[2], result["status"]) == (
-        "assert_raw_matches_pgp_row_counts",
-        "pass",
-    )
+    assert _trust(run1) == []  # as `meltano run ... dbt-postgres:trust` does in the jobs
 
 
 # =============================================================== run 2: incremental
@@ -358,14 +354,16 @@ def test_full_refresh_resyncs_everything(run5):
 
 def test_row_count_check_catches_a_lost_row(run5):
     pipe = run5
-    [result] = _trust(pipe)
-    assert result["status"] == "pass"
+    assert _trust(pipe) == []
     with pipe.connect(pipe.warehouse_db) as conn:
         conn.execute(f"DELETE FROM tap_postgres.{RESYNC} WHERE ctid IN "
                      f"(SELECT ctid FROM tap_postgres.{RESYNC} LIMIT 1)")  # fmt: skip
-    [result] = _trust(pipe, check=False)
-    # Two failed checks of that stream: loaded (rows read vs RAW) and source (count(*)).
-    assert (result["status"], result["failures"]) == ("fail", 2)
+        read = conn.execute(
+            f"SELECT rows_read FROM tap_postgres.pgp_row_counts WHERE stream = '{RESYNC}'"
+            " ORDER BY counted_at DESC LIMIT 1"
+        ).fetchone()[0]
+    # Both checks of that stream fail: loaded (rows read vs RAW) and source (count(*)).
+    assert _trust(pipe) == [(RESYNC, "loaded", read, read - 1), (RESYNC, "source", read, read - 1)]
 
 
 # ========================================================================== production
