@@ -12,7 +12,8 @@ A consumer may read the data once the marker exists: it lists every data object 
 bytes and sha256. Publication order makes that safe:
 
 1. delete the marker of the same ``<stamp>`` (a rerun: the old files stop being "complete");
-2. upload the data objects (same keys: overwritten);
+2. upload the data objects (same keys: overwritten), or complete the multipart uploads that
+   already hold them (:mod:`target_s3_pump.streaming`);
 3. delete objects under ``<stamp>/`` that this run did not write (leftovers of a failed or
    larger earlier attempt);
 4. write the marker.
@@ -39,6 +40,7 @@ from target_s3_pump.formats import CONTENT_TYPES, ConversionError, CsvPart, open
 from target_s3_pump.pumps import Pump
 from target_s3_pump.s3 import S3Error, S3Store
 from target_s3_pump.spool import PumpSpool
+from target_s3_pump.streaming import PumpStreamer
 
 MARKER_NAME = "_SUCCESS.json"
 MARKER_CONTENT_TYPE = "application/json"
@@ -51,6 +53,7 @@ class PublishError(RuntimeError):
 @dataclass(frozen=True)
 class Layout:
     location: Location
+    model: str
     base: str  # <prefix>/<model>/<stamp>
     single: bool
     extension: str
@@ -60,10 +63,16 @@ class Layout:
         location = settings.location_for(pump)
         return cls(
             location=location,
+            model=pump.model,
             base=location.key(pump.model, settings.interval_name),
             single=pump.single,
             extension=settings.extension,
         )
+
+    @property
+    def model_prefix(self) -> str:
+        """Prefix of every run's objects of this pump."""
+        return self.location.key(self.model) + "/"
 
     def data_key(self, index: int) -> str:
         if self.single:
@@ -164,6 +173,41 @@ def render_parts(
     yield part.path, part.rows
 
 
+def object_metadata(pump: Pump) -> dict[str, str]:
+    """User metadata of every data object. Rows and sha256 are in the marker: an object
+    uploaded while its rows arrive is created before they are known."""
+    return {"pump": pump.model}
+
+
+def content_type_of(settings: PumpSettings) -> str:
+    if settings.compression == "gzip" and settings.format != "parquet":
+        return "application/gzip"
+    return CONTENT_TYPES[settings.format]
+
+
+def _abort_stale_uploads(
+    store: S3Store, layout: Layout, streamer: PumpStreamer | None, logger: logging.Logger
+) -> None:
+    """Multipart uploads a killed run of this pump left behind (invisible, but billed)."""
+    prefix = layout.model_prefix
+    ours = streamer.upload_ids() if streamer is not None else set()
+    try:
+        stale = [
+            (k, u)
+            for k, u in store.unfinished_uploads(layout.location.bucket, prefix)
+            if u not in ours
+        ]
+    except S3Error as exc:  # e.g. no s3:ListBucketMultipartUploads: not worth failing over
+        logger.warning("pump %s: %s", layout.model, exc)
+        return
+    for key, upload_id in stale:
+        store.abort_upload(layout.location.bucket, key, upload_id)
+    if stale:
+        logger.info(
+            "pump %s: aborted %d unfinished upload(s) of an earlier run", layout.model, len(stale)
+        )
+
+
 def publish_pump(
     spool: PumpSpool,
     settings: PumpSettings,
@@ -171,6 +215,7 @@ def publish_pump(
     workdir: Path,
     logger: logging.Logger,
     writer: str,
+    streamer: PumpStreamer | None = None,
 ) -> PumpResult:
     pump = spool.pump
     layout = Layout.for_pump(pump, settings)
@@ -181,25 +226,26 @@ def publish_pump(
     try:
         store.delete(bucket, [layout.marker_key])
         previous = store.list_keys(bucket, layout.run_prefix) if layout.run_prefix else []
-        content_type = (
-            "application/gzip"
-            if settings.compression == "gzip" and settings.format != "parquet"
-            else CONTENT_TYPES[settings.format]
-        )
-        for path, rows in render_parts(spool, settings, workdir):
-            key = layout.data_key(len(result.files))
-            sha256, size = file_digest(path)
-            store.upload_file(
-                path,
-                bucket,
-                key,
-                content_type,
-                metadata={"pump": pump.model, "rows": str(rows), "sha256": sha256},
-            )
-            path.unlink()
-            result.files.append(PublishedFile(key=key, rows=rows, bytes=size, sha256=sha256))
+        content_type = content_type_of(settings)
+        _abort_stale_uploads(store, layout, streamer, logger)
+        streamed = streamer.finish(spool.columns) if streamer is not None else None
+        if streamed is not None:  # uploaded while the rows arrived, completed just now
+            result.files = [PublishedFile(f.key, f.rows, f.bytes, f.sha256) for f in streamed]
+        else:
+            for path, rows in render_parts(spool, settings, workdir):
+                key = layout.data_key(len(result.files))
+                sha256, size = file_digest(path)
+                store.upload_file(path, bucket, key, content_type, metadata=object_metadata(pump))
+                path.unlink()
+                result.files.append(PublishedFile(key=key, rows=rows, bytes=size, sha256=sha256))
+        for f in result.files:
             logger.info(
-                "pump %s: wrote s3://%s/%s (%d rows, %d bytes)", pump.model, bucket, key, rows, size
+                "pump %s: wrote s3://%s/%s (%d rows, %d bytes)",
+                pump.model,
+                bucket,
+                f.key,
+                f.rows,
+                f.bytes,
             )
         written = {f.key for f in result.files}
         result.removed = sorted(k for k in previous if k not in written and k != layout.marker_key)

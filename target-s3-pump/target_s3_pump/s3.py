@@ -7,15 +7,16 @@ such as the local moto server. Every object is written with the configured serve
 encryption. Uploads stream from local files in multipart chunks, so memory does not grow with
 object size.
 
-Permissions needed on the pump prefixes: ``s3:PutObject``, ``s3:DeleteObject`` and
-``s3:ListBucket`` (plus ``kms:GenerateDataKey`` for ``aws:kms``).
+Permissions needed on the pump prefixes: ``s3:PutObject``, ``s3:DeleteObject``,
+``s3:ListBucket``, ``s3:AbortMultipartUpload`` and ``s3:ListBucketMultipartUploads`` (plus
+``kms:GenerateDataKey`` for ``aws:kms``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import boto3
 from boto3.exceptions import Boto3Error
@@ -142,6 +143,67 @@ class S3Store:
             )
         except (BotoCoreError, ClientError) as exc:
             raise S3Error(f"upload of s3://{bucket}/{key} failed: {_cause(exc)}") from None
+
+    # --- multipart uploads written while the rows still arrive (streaming.py) ------------
+
+    def start_upload(
+        self, bucket: str, key: str, content_type: str, metadata: Mapping[str, str]
+    ) -> str:
+        """A new multipart upload: invisible until :meth:`complete_upload`."""
+        try:
+            response = self.client.create_multipart_upload(
+                Bucket=bucket,
+                Key=key,
+                ContentType=content_type,
+                Metadata=dict(metadata),
+                **self._encryption_args(),
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise S3Error(f"upload of s3://{bucket}/{key} failed: {_cause(exc)}") from None
+        return str(response["UploadId"])
+
+    def upload_part(
+        self, bucket: str, key: str, upload_id: str, number: int, body: bytes | IO[bytes]
+    ) -> str:
+        try:
+            response = self.client.upload_part(
+                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise S3Error(f"upload of s3://{bucket}/{key} failed: {_cause(exc)}") from None
+        return str(response["ETag"])
+
+    def complete_upload(self, bucket: str, key: str, upload_id: str, etags: list[str]) -> None:
+        parts = [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(etags, 1)]
+        try:
+            self.client.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise S3Error(f"upload of s3://{bucket}/{key} failed: {_cause(exc)}") from None
+
+    def abort_upload(self, bucket: str, key: str, upload_id: str) -> bool:
+        """Best effort (the run is failing anyway): False when S3 did not confirm."""
+        try:
+            self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        except (BotoCoreError, ClientError):
+            return False
+        return True
+
+    def unfinished_uploads(self, bucket: str, prefix: str) -> list[tuple[str, str]]:
+        """(key, upload id) of multipart uploads under ``prefix`` never completed or aborted
+        (e.g. by a run that was killed)."""
+        found: list[tuple[str, str]] = []
+        try:
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=bucket, Prefix=prefix
+            ):
+                found += [(u["Key"], u["UploadId"]) for u in page.get("Uploads", [])]
+        except (BotoCoreError, ClientError) as exc:
+            raise S3Error(
+                f"listing uploads under s3://{bucket}/{prefix} failed: {_cause(exc)}"
+            ) from None
+        return found
 
     def list_keys(self, bucket: str, prefix: str) -> list[str]:
         keys: list[str] = []

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import logging
 import pickle
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from target_s3_pump.formats import csv_rows
 from target_s3_pump.pumps import Pump
+from target_s3_pump.streaming import SpooledPiece
 
 
 class PumpSpool:
@@ -105,11 +106,20 @@ class CsvSpool(PumpSpool):
     ) -> None:
         super().__init__(directory, pump, stream_name, part_rows)
         self._piece_shapes: list[tuple[int, int]] = []  # (columns, bytes) of each piece
+        self._size = 0
+        # Told of every piece once it is in the file (streaming.PumpStreamer.add).
+        self.listener: Callable[[SpooledPiece, bytes], None] | None = None
 
     def _write_piece(self, fh: IO[bytes], records: Sequence[Mapping[str, Any]]) -> None:
         data = csv_rows(records, self.columns).encode()
         fh.write(data)
         self._piece_shapes.append((len(self.columns), len(data)))
+        if self.listener is not None:
+            fh.flush()  # another file handle reads it back
+            part = self.rows // self.part_rows if self.part_rows else 0
+            piece = SpooledPiece(part, self._size, len(data), len(records), tuple(self.columns))
+            self.listener(piece, data)
+        self._size += len(data)
 
     def pieces(self) -> Iterator[tuple[int, Any]]:
         self.finish()

@@ -227,5 +227,30 @@ def run_cli(
     )
 
 
+def start_cli(config: Mapping[str, Any], tmp_path: Path) -> subprocess.Popen[str]:
+    """The console entry point with a pipe on stdin: the test feeds it and watches S3 meanwhile."""
+    config_path = tmp_path / f"config-{uuid.uuid4().hex[:8]}.json"
+    config_path.write_text(json.dumps(dict(config)))
+    return subprocess.Popen(
+        [sys.executable, "-m", "target_s3_pump.target", "--config", str(config_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def unfinished_uploads(bucket: Bucket) -> list[tuple[str, int]]:
+    """(key, parts uploaded) of every multipart upload in the bucket not completed or aborted."""
+    found = []
+    uploads = bucket.client.list_multipart_uploads(Bucket=bucket.name).get("Uploads", [])
+    for upload in uploads:
+        parts = bucket.client.list_parts(
+            Bucket=bucket.name, Key=upload["Key"], UploadId=upload["UploadId"]
+        ).get("Parts", [])
+        found.append((upload["Key"], len(parts)))
+    return found
+
+
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("target-s3-pump: error:")]

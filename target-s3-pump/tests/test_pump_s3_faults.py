@@ -36,6 +36,7 @@ from s3pump_testkit import (
     run_target,
     schema_msg,
     target_config,
+    unfinished_uploads,
     write_pumps,
 )
 
@@ -293,6 +294,39 @@ def test_5xx_answers_to_multipart_parts_are_retried(
     assert [s.method for s in proxy.seen if "uploadId" in s.query and not s.is_part] == ["POST"]
     assert_published_complete(bucket, rows=800)
     assert bucket.head(PART)["ETag"].endswith('-2"')  # really a two-part upload
+    assert result.states == [STATE["value"]]
+
+
+def test_parts_failing_while_reading_are_dropped_and_the_pump_uploaded_after_the_input(
+    bucket: Bucket, proxy: FaultProxy, pumps_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # ~6.4 MB: a 5 MiB chunk goes up while reading (streaming.py); S3 fails every part of that
+    # first multipart upload, so at publication it is aborted and the pump uploaded from the
+    # spool in a new one.
+    config = target_config(
+        bucket, pumps_file, endpoint_url=proxy.endpoint_url, multipart_chunk_size_mb=5
+    )
+    streamed: dict[str, str] = {}
+
+    def part_of_the_first_upload(seen: Seen) -> bool:
+        if not seen.is_part:
+            return False
+        upload_id = seen.query["uploadId"][0]
+        return streamed.setdefault("id", upload_id) == upload_id
+
+    proxy.fault = Fault(part_of_the_first_upload, status=500)
+    result = run_target(config, messages(800, note_bytes=8000))
+    first = streamed["id"]
+    failed = [s for s in proxy.seen if s.is_part and s.query["uploadId"] == [first]]
+    assert [s.fault for s in failed] == ["500", "500"]  # max_attempts 2, then given up
+    assert [
+        s.method for s in proxy.seen if s.query.get("uploadId") == [first] and not s.is_part
+    ] == [
+        "DELETE"  # aborted: no invisible leftover
+    ]
+    assert "uploading while reading stopped (upload of s3://" in caplog.text
+    assert_published_complete(bucket, rows=800)
+    assert unfinished_uploads(bucket) == []
     assert result.states == [STATE["value"]]
 
 
