@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk.sinks import BatchSink
 
-from target_s3_pump.validation import RecordCheck, compile_record_check
+from target_s3_pump.validation import BatchCheck, compile_batch_check
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
@@ -33,7 +34,7 @@ class PumpSink(BatchSink):
     ) -> None:
         self._pump_target = target
         self.spool: PumpSpool | None = None
-        self._record_check: RecordCheck | None = None
+        self._batch_check: BatchCheck | None = None
         self._uncounted = 0  # records taken by add_record, not yet in the SDK's counter metric
         self._max_rows = 0
         super().__init__(target, stream_name, schema, key_properties)
@@ -43,7 +44,7 @@ class PumpSink(BatchSink):
         self.spool = self._pump_target.spool_for(self.stream_name, self.schema)
         self._max_rows = self.max_size
         if self._validator is not None:
-            self._record_check = compile_record_check(self.schema)
+            self._batch_check = compile_batch_check(self.schema)
         self._pump_target.register_sink(self)
 
     def add_record(self, record: dict) -> None:
@@ -51,21 +52,15 @@ class PumpSink(BatchSink):
         columns, minus what is a no-op here (copy, identity transform, timestamp parsing,
         per-record debug log and metric call).
 
-        Validation keeps its semantics: a quick exact-type check accepts the common records;
-        any other record goes through the SDK's jsonschema validator, which raises what it
-        always raised (or accepts it: the quick check only ever says "certainly valid").
+        Validation keeps its semantics but moves to the batch (:meth:`_check_batch`), before
+        anything of it is spooled: a record the SDK would reject still fails the run, with
+        the SDK's error, and nothing reaches S3.
         """
-        check = self._record_check  # None: no quick check for this schema's root
-        if self._validator is not None and (check is None or not check(record)):
-            self._remove_sdc_metadata_from_record(record)
-            self._validate_and_parse(record)
-        for key in self._key_properties:
-            if key not in record:
-                self._singer_validate_message(record)  # raises the SDK's error
         context = self._pending_batch or self._get_context(record)
         records = context.get("records")
         if records is None:
             records = context["records"] = []
+            context["unchecked"] = True
         records.append(record)
         self._total_records_read += 1
         self._batch_records_read += 1
@@ -73,6 +68,19 @@ class PumpSink(BatchSink):
         if self._batch_records_read >= self._max_rows:
             self.logger.info("Target sink for '%s' is full. Draining...", self.stream_name)
             self._pump_target.drain_one(self)
+
+    def _check_batch(self, records: list[dict]) -> None:
+        """What the SDK checks of each record (schema, key properties), for records taken by
+        :meth:`add_record`: the quick check over the whole batch, else record by record."""
+        check = self._batch_check  # None: no quick check for this schema's root
+        if self._validator is not None and (check is None or not check(records)):
+            for record in records:
+                if check is None or not check([record]):
+                    self._remove_sdc_metadata_from_record(record)
+                    self._validate_and_parse(record)
+        for key in self._key_properties:
+            if not all(map(dict.__contains__, records, repeat(key))):
+                self._singer_validate_message(next(r for r in records if key not in r))
 
     def _parse_timestamps_in_record(
         self,
@@ -89,7 +97,10 @@ class PumpSink(BatchSink):
 
     def process_batch(self, context: dict[str, Any]) -> None:
         assert self.spool is not None  # set in setup()
-        self.spool.append(context.get("records", []))
+        records = context.get("records", [])
+        if context.pop("unchecked", False):
+            self._check_batch(records)
+        self.spool.append(records)
         if self._uncounted:
             self.record_counter_metric.increment(self._uncounted)
             self._uncounted = 0

@@ -1,23 +1,25 @@
-"""A quick pre-check of records against their stream's JSON schema.
+"""A quick pre-check of a batch of records against their stream's JSON schema.
 
 singer-sdk validates every record with jsonschema, which costs more than everything else the
 target does per row. Most records of a SQL tap are flat: every property is a plain ``type``
-(``["integer", "null"]``, ``["string", "null"]`` ...). For those the check is an exact-type
-lookup per column. The check is one-sided: ``True`` means the record is valid under the
-schema; ``False`` only means "not sure", and the caller then runs the SDK's own validator, which
-accepts the record or raises its usual error. Properties that are not plain types are checked
+(``["integer", "null"]``, ``["string", "null"]`` ...). For those the check is a set of exact
+types per column, taken over the whole batch at C speed. The check is one-sided: ``True`` means
+every record is valid under the schema; ``False`` only means "not sure", and the caller then
+checks record by record, running the SDK's own validator on the records the check is unsure of
+(it accepts them or raises its usual error). Properties that are not plain types are checked
 with a jsonschema validator for that property alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
+from itertools import repeat
 from typing import Any
 
 from singer_sdk.typing import DEFAULT_JSONSCHEMA_VALIDATOR
 
-RecordCheck = Callable[[Mapping[str, Any]], bool]
+BatchCheck = Callable[[Sequence[dict[str, Any]]], bool]
 
 
 # JSON Schema type -> the Python types a parsed record holds for it that are always valid.
@@ -77,7 +79,7 @@ def _property_check(prop: Any) -> Callable[[Any], bool]:
     return is_valid
 
 
-def compile_record_check(schema: Mapping[str, Any]) -> RecordCheck | None:
+def compile_batch_check(schema: Mapping[str, Any]) -> BatchCheck | None:
     """A quick check for ``schema``, or None when its root is not a plain object schema
     (e.g. ``additionalProperties`` or ``$defs``): then every record takes the full validator."""
     if not set(schema) <= _ROOT_KEYS or schema.get("type", "object") not in ("object", ["object"]):
@@ -95,23 +97,22 @@ def compile_record_check(schema: Mapping[str, Any]) -> RecordCheck | None:
         else:
             other.append((name, _property_check(prop)))
 
-    names = [name for name, _ in typed]
-    allowed = [types for _, types in typed]
-    # Records of one stream come in few shapes: the tuple of their value types is checked once
-    # and remembered. A missing property counts as None here, so where null is not allowed a
-    # record without that property goes to the full validator (which accepts it).
-    valid_shapes: set[tuple[type, ...]] = set()
-
-    def check(record: Mapping[str, Any]) -> bool:
-        shape = tuple(map(type, map(record.get, names)))
-        if shape not in valid_shapes:
-            if not all(kind in types for kind, types in zip(shape, allowed, strict=True)):
-                return False
-            if len(valid_shapes) < 4096:
-                valid_shapes.add(shape)
+    def check(records: Sequence[dict[str, Any]]) -> bool:
+        # A missing property counts as None here, so where null is not allowed a record
+        # without that property is left to the full validator (which accepts it).
+        try:
+            for name, types in typed:
+                if not types.issuperset(map(type, map(dict.get, records, repeat(name)))):
+                    return False
+            for name in required:
+                if not all(map(dict.__contains__, records, repeat(name))):
+                    return False
+        except TypeError:  # a record that is not a dict
+            return False
         for name, is_valid in other:
-            if name in record and not is_valid(record[name]):
-                return False
-        return not required or all(name in record for name in required)
+            for record in records:
+                if name in record and not is_valid(record[name]):
+                    return False
+        return True
 
     return check

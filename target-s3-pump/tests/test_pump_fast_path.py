@@ -29,7 +29,7 @@ from singer_sdk.exceptions import InvalidRecord, MissingKeyPropertiesError
 from singer_sdk.typing import DEFAULT_JSONSCHEMA_VALIDATOR
 
 from target_s3_pump.formats import csv_line, csv_rows
-from target_s3_pump.validation import compile_record_check
+from target_s3_pump.validation import compile_batch_check
 
 Y = "pumps_sensitive-pump_y"
 
@@ -155,7 +155,7 @@ VALUES = [None, 0, 1, -3, 2.0, 2.5, Decimal("1.10"), True, False, "", "ab", "abc
 
 @pytest.mark.parametrize("schema", SCHEMAS)
 def test_quick_check_never_accepts_what_jsonschema_rejects(schema: dict) -> None:
-    check = compile_record_check(schema)
+    check = compile_batch_check(schema)
     validator = DEFAULT_JSONSCHEMA_VALIDATOR(schema)
     names = [*schema["properties"], "extra"]
     rng = random.Random(7)
@@ -164,11 +164,20 @@ def test_quick_check_never_accepts_what_jsonschema_rejects(schema: dict) -> None
     ] + [dict(zip(names[:2], pair, strict=True)) for pair in itertools.product(VALUES, VALUES)]
     accepted = 0
     for record in records:
-        if check is not None and check(record):
+        if check is not None and check([record]):
             accepted += 1
             assert validator.is_valid(record), record
     if check is not None:
         assert accepted > 0  # the check does take the common records
+    # Batches: accepted only when every record is valid.
+    batches_accepted = 0
+    for _ in range(3000):
+        batch = rng.sample(records, rng.randint(1, 5))
+        if check is not None and check(batch):
+            batches_accepted += 1
+            assert all(validator.is_valid(r) for r in batch), batch
+    if check is not None:
+        assert batches_accepted > 0
 
 
 class _Text(str):
