@@ -36,6 +36,8 @@ class PumpSink(BatchSink):
         self.spool: PumpSpool | None = None
         self._batch_check: BatchCheck | None = None
         self._uncounted = 0  # records taken by add_record, not yet in the SDK's counter metric
+        self._records: list[dict] | None = None  # the batch add_record appends to
+        self._counted = 0  # of those, already in the SDK's counters
         self._max_rows = 0
         super().__init__(target, stream_name, schema, key_properties)
 
@@ -50,24 +52,32 @@ class PumpSink(BatchSink):
     def add_record(self, record: dict) -> None:
         """The SDK's per-record work for a stream without maps, flattening or metadata
         columns, minus what is a no-op here (copy, identity transform, timestamp parsing,
-        per-record debug log and metric call).
+        per-record debug log and metric call) and with the counters kept per batch.
 
         Validation keeps its semantics but moves to the batch (:meth:`_check_batch`), before
         anything of it is spooled: a record the SDK would reject still fails the run, with
         the SDK's error, and nothing reaches S3.
         """
-        context = self._pending_batch or self._get_context(record)
-        records = context.get("records")
+        records = self._records
         if records is None:
-            records = context["records"] = []
+            context = self._get_context(record)  # BatchSink: the pending batch
+            records = context.setdefault("records", [])
             context["unchecked"] = True
+            self._records = records
         records.append(record)
-        self._total_records_read += 1
-        self._batch_records_read += 1
-        self._uncounted += 1
-        if self._batch_records_read >= self._max_rows:
+        if len(records) >= self._max_rows:
             self.logger.info("Target sink for '%s' is full. Draining...", self.stream_name)
             self._pump_target.drain_one(self)
+
+    @property
+    def current_size(self) -> int:
+        if self._records is not None:  # the SDK's counters, for records add_record took
+            taken = len(self._records) - self._counted
+            self._total_records_read += taken
+            self._batch_records_read += taken
+            self._uncounted += taken
+            self._counted += taken
+        return self._batch_records_read
 
     def _check_batch(self, records: list[dict]) -> None:
         """What the SDK checks of each record (schema, key properties), for records taken by
@@ -98,6 +108,7 @@ class PumpSink(BatchSink):
     def process_batch(self, context: dict[str, Any]) -> None:
         assert self.spool is not None  # set in setup()
         records = context.get("records", [])
+        self._records, self._counted = None, 0  # the next record starts a new batch
         if context.pop("unchecked", False):
             self._check_batch(records)
         self.spool.append(records)

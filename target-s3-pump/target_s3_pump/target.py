@@ -33,6 +33,7 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.io_base import SingerReader
 from singer_sdk.mapper import SameRecordTransform
+from singer_sdk.singerlib import SingerMessageType
 
 from target_s3_pump.config import (
     COMPRESSIONS,
@@ -83,9 +84,19 @@ class PumpMessageReader(SingerReader):
     ) -> Counter[str]:
         """The SDK's loop, with the checks that only an odd line needs kept for odd lines."""
         stats: dict[str, int] = {}
+        decode = self._decoder.decode
+        on_record = callbacks[SingerMessageType.RECORD]
+        records = 0
         for line in file_input or self.default_input:
             self._current_message = line
-            message = self.deserialize_json(line)
+            try:
+                message = decode(line)
+            except msgspec.DecodeError:
+                message = self.deserialize_json(line)  # the SDK's parser, and its error
+            if type(message) is dict and message.get("type") == "RECORD":
+                on_record(message)
+                records += 1
+                continue
             kind = message.get("type") if type(message) is dict else None
             if kind is None:
                 self.assert_line_requires(message, requires={"type"})  # the SDK's error
@@ -95,6 +106,8 @@ class PumpMessageReader(SingerReader):
             else:
                 self._process_unknown_message(message)
             stats[kind] = stats.get(kind, 0) + 1  # type: ignore[index]
+        if records:
+            stats[SingerMessageType.RECORD] = records
         return Counter(stats)
 
     def deserialize_json(self, line: str | bytes) -> dict:  # type: ignore[override]
