@@ -1301,7 +1301,10 @@ def goals(results: list[Result], rows: int) -> list[str]:
     ref = pw or max(peers, key=lambda r: r.rows_per_s or 0, default=None)
     out = []
     if ref:
-        for tool, factor in (("gitlab-record", 2), ("gitlab-batch", 10)):
+        # BATCH: every encoding is checked; the goal needs one that the targets accept
+        # (parquet for target-postgres, arrow for target-snowflake; jsonl for any).
+        batches = ("gitlab-batch", "gitlab-batch-parquet", "gitlab-batch-arrow")
+        for tool, factor in (("gitlab-record", 2), *((b, 10) for b in batches)):
             if tool in by:
                 ratio = (by[tool].rows_per_s or 0) / (ref.rows_per_s or 1)
                 out.append(f"{tool}: {ratio:.1f}x {ref.tool} (goal >= {factor}x): "
