@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -84,6 +85,33 @@ def test_killed_full_sync_resumes_without_missing_rows(
     assert "full_sync" not in resumed.bookmark(STREAM)
 
 
+def interrupt_at_checkpoint(
+    config: dict, tmp_path: Path, interrupt: Callable[[], None], at_key: int = 3000
+) -> tuple[int, list[dict], str]:
+    """Run the tap; when the notes' full sync checkpoints ``at_key``, call ``interrupt``.
+    Returns (exit code, messages, stderr)."""
+    proc = subprocess.Popen(
+        [TAP, "--config", str(write_json(tmp_path / "config.json", config))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    messages = []
+    interrupted = False
+    for line in proc.stdout:
+        messages.append(json.loads(line))
+        progress = messages[-1].get("value", {}).get("bookmarks", {}).get(STREAM, {})
+        if not interrupted and progress.get("full_sync", {}).get("last_key") == at_key:
+            interrupt()
+            interrupted = True
+    stderr = proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    assert interrupted
+    return proc.wait(), messages, stderr
+
+
 def test_dropped_source_connection_fails_the_stream_and_the_rerun_catches_up(
     tmp_path: Path, fresh_db: str
 ) -> None:
@@ -101,31 +129,17 @@ def test_dropped_source_connection_fails_the_stream_and_the_rerun_catches_up(
         },
     )
     config = {**connection_config(fresh_db), "manifest_path": str(manifest), "chunk_size": 1000}
-    proc = subprocess.Popen(
-        [TAP, "--config", str(write_json(tmp_path / "config.json", config))],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    messages = []
-    terminated = False
-    for line in proc.stdout:
-        messages.append(json.loads(line))
-        progress = messages[-1].get("value", {}).get("bookmarks", {}).get(STREAM, {})
-        if not terminated and progress.get("full_sync", {}).get("last_key") == 3000:
-            # What a replica rebuild does to a running extract: the server drops it.
-            with psycopg.connect(fresh_db, autocommit=True) as admin:
-                admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE application_name = 'tap-gitlab-postgres'"
-                )
-            terminated = True
-    stderr = proc.stderr.read()
-    proc.stdout.close()
-    proc.stderr.close()
-    assert proc.wait() == 1
-    assert terminated
+
+    def drop_connection() -> None:
+        # What a replica rebuild does to a running extract: the server drops it.
+        with psycopg.connect(fresh_db, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'tap-gitlab-postgres'"
+            )
+
+    returncode, messages, stderr = interrupt_at_checkpoint(config, tmp_path, drop_connection)
+    assert returncode == 1
     assert "gitlab_db_notes" in stderr and "error:" in stderr
     states = [m["value"] for m in messages if m["type"] == "STATE"]
     last_key = states[-1]["bookmarks"][STREAM]["full_sync"]["last_key"]
@@ -151,26 +165,10 @@ def test_source_stopped_mid_run_fails_clearly_and_the_run_after_its_restart_catc
         create_notes(dsn, key_step=1)
         manifest = write_manifest(tmp_path, {"notes": dict(NOTES)})
         config = {**connection_config(dsn), "manifest_path": str(manifest), "chunk_size": 1000}
-        proc = subprocess.Popen(
-            [TAP, "--config", str(write_json(tmp_path / "config.json", config))],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        returncode, messages, stderr = interrupt_at_checkpoint(
+            config, tmp_path, lambda: replica.stop("immediate")
         )
-        assert proc.stdout is not None and proc.stderr is not None
-        messages = []
-        stopped = False
-        for line in proc.stdout:
-            messages.append(json.loads(line))
-            progress = messages[-1].get("value", {}).get("bookmarks", {}).get(STREAM, {})
-            if not stopped and progress.get("full_sync", {}).get("last_key") == 3000:
-                replica.stop("immediate")
-                stopped = True
-        stderr = proc.stderr.read()
-        proc.stdout.close()
-        proc.stderr.close()
-        assert proc.wait() == 1
-        assert stopped
+        assert returncode == 1
         assert "gitlab_db_notes" in stderr and "error:" in stderr
         assert config["password"] not in stderr
         states = [m["value"] for m in messages if m["type"] == "STATE"]

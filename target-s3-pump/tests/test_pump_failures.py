@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -27,6 +26,7 @@ from s3pump_testkit import (
     run_cli,
     run_target,
     schema_msg,
+    start_cli,
     target_config,
     to_lines,
     write_pumps,
@@ -137,18 +137,6 @@ def test_bucket_missing_at_publication(bucket: Bucket, pumps_file: Path, tmp_pat
 # --------------------------------------------------------------------------- real process
 
 
-def _start_target(config: dict[str, Any], tmp_path: Path) -> subprocess.Popen[str]:
-    config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(config))
-    return subprocess.Popen(
-        [sys.executable, "-m", "target_s3_pump.target", "--config", str(config_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def _wait_for_spool(spool_dir: Path, proc: subprocess.Popen[str], timeout: float = 60) -> None:
     """The target created its spool: it accepted the stream and checked the bucket."""
     deadline = time.monotonic() + timeout
@@ -169,7 +157,7 @@ def test_s3_server_stopped_mid_run_then_rerun_publishes(pumps_file: Path, tmp_pa
         config = target_config(bucket, pumps_file, spool_dir=str(spool_dir), max_attempts=2)
         messages = [schema_msg(X), *contacts(X, range(1, 100))]
         messages.append(bookmark_state(X, "2024-09-26T23:00:00"))
-        proc = _start_target(config, tmp_path)
+        proc = start_cli(config, tmp_path)
         assert proc.stdin is not None
         proc.stdin.write(to_lines(messages))
         proc.stdin.flush()
@@ -189,7 +177,7 @@ def test_s3_server_stopped_mid_run_then_rerun_publishes(pumps_file: Path, tmp_pa
         server = LocalS3(tmp_path / "s3", port=server.port)  # same endpoint, empty store
         server.start()
         server.create_buckets(bucket.name)
-        proc = _start_target(config, tmp_path)
+        proc = start_cli(config, tmp_path)
         stdout, stderr = proc.communicate(to_lines(messages), timeout=120)
         assert proc.returncode == 0, stderr
         assert json.loads(stdout) == bookmark_state(X, "2024-09-26T23:00:00")["value"]
@@ -203,7 +191,7 @@ def test_sigterm_stops_without_publishing(bucket: Bucket, pumps_file: Path, tmp_
     # Meltano stops the loader this way (e.g. after a failed mapper); the SDK's default would
     # drain and finish, i.e. publish an incomplete pump as complete.
     spool_dir = tmp_path / "spool"
-    proc = _start_target(target_config(bucket, pumps_file, spool_dir=str(spool_dir)), tmp_path)
+    proc = start_cli(target_config(bucket, pumps_file, spool_dir=str(spool_dir)), tmp_path)
     assert proc.stdin is not None
     proc.stdin.write(
         to_lines(
