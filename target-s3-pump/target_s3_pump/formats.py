@@ -26,9 +26,12 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from itertools import repeat
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from singer_sdk.singerlib.json import serialize_json
+
+if TYPE_CHECKING:
+    from target_s3_pump.rows import RowType
 
 _NEEDS_QUOTES = re.compile(r'[,"\r\n]')
 
@@ -74,8 +77,11 @@ def csv_line(values: Sequence[Any]) -> str:
     return ",".join(csv_text(v) for v in values) + "\n"
 
 
-def csv_rows(records: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """CSV lines of ``records`` (columns in order), byte for byte what ``csv_line`` gives.
+def csv_rows(
+    records: Sequence[Any], columns: Sequence[str], row_type: RowType | None = None
+) -> str:
+    """CSV lines of ``records`` (dicts, or typed rows of ``row_type``; columns in order),
+    byte for byte what ``csv_line`` gives.
 
     Rendered a column at a time: a column's values usually share one type, so most columns
     are converted by C-level calls over the whole column (``map(str, ...)``, one quoting
@@ -84,7 +90,8 @@ def csv_rows(records: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> st
     """
     if not columns:
         return "\n" * len(records)
-    texts = [_column_texts(_column(records, c)) for c in columns]
+    column = row_type.column if row_type is not None else _column
+    texts = [_column_texts(column(records, c)) for c in columns]
     return "\n".join(map(",".join, zip(*texts, strict=True))) + "\n" if records else ""
 
 

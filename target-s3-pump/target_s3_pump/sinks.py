@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from singer_sdk.sinks import BatchSink
 
+from target_s3_pump.rows import RowType
 from target_s3_pump.validation import BatchCheck, compile_batch_check
 
 if TYPE_CHECKING:
@@ -36,7 +37,9 @@ class PumpSink(BatchSink):
         self.spool: PumpSpool | None = None
         self._batch_check: BatchCheck | None = None
         self._uncounted = 0  # records taken by add_record, not yet in the SDK's counter metric
-        self._records: list[dict] | None = None  # the batch add_record appends to
+        self._records: list[Any] | None = None  # the batch add_record / take_line append to
+        self._typed = False  # that batch holds typed rows (else dicts)
+        self.row_type: RowType | None = None
         self._counted = 0  # of those, already in the SDK's counters
         self._max_rows = 0
         super().__init__(target, stream_name, schema, key_properties)
@@ -47,6 +50,9 @@ class PumpSink(BatchSink):
         self._max_rows = self.max_size
         if self._validator is not None:
             self._batch_check = compile_batch_check(self.schema)
+        self.row_type = RowType.for_schema(self.stream_name, self.schema, self.key_properties)
+        if self.row_type is not None:
+            self._decode_line = self.row_type.decode_line
         self._pump_target.register_sink(self)
 
     def add_record(self, record: dict) -> None:
@@ -60,18 +66,43 @@ class PumpSink(BatchSink):
         """
         records = self._records
         if records is None:
-            context = self._get_context(record)  # BatchSink: the pending batch
-            records = context.setdefault("records", [])
-            context["unchecked"] = True
-            self._records = records
+            records = self._start_batch(typed=False)
+        elif self._typed:  # a record msgspec rejected, in a batch of typed rows: all dicts
+            assert self.row_type is not None
+            records[:] = self.row_type.as_dicts(records)
+            self._typed = False
         records.append(record)
         if len(records) >= self._max_rows:
-            self.logger.info("Target sink for '%s' is full. Draining...", self.stream_name)
-            self._pump_target.drain_one(self)
+            self._drain()
+
+    def take_line(self, line: bytes) -> None:
+        """A RECORD line of this stream as a typed row (see rows.py), skipping the dict and
+        the reader's dispatch. Raises ``msgspec.MsgspecError``, having taken nothing, when
+        the line is not one: the reader then sends it the usual way."""
+        row = self._decode_line(line).record
+        records = self._records
+        if records is None:
+            records = self._start_batch(typed=True)
+        elif not self._typed:
+            row = self.row_type.as_dict(row)  # type: ignore[union-attr]
+        records.append(row)
+        if len(records) >= self._max_rows:
+            self._drain()
+
+    def _start_batch(self, *, typed: bool) -> list[Any]:
+        context = self._get_context({})  # BatchSink: the pending batch
+        records: list[Any] = context.setdefault("records", [])
+        context["unchecked"] = True  # typed batches: only their unchecked columns
+        self._records, self._typed = records, typed
+        return records
+
+    def _drain(self) -> None:
+        self.logger.info("Target sink for '%s' is full. Draining...", self.stream_name)
+        self._pump_target.drain_one(self)
 
     @property
     def current_size(self) -> int:
-        if self._records is not None:  # the SDK's counters, for records add_record took
+        if self._records is not None:  # the SDK's counters, for records taken here
             taken = len(self._records) - self._counted
             self._total_records_read += taken
             self._batch_records_read += taken
@@ -108,10 +139,14 @@ class PumpSink(BatchSink):
     def process_batch(self, context: dict[str, Any]) -> None:
         assert self.spool is not None  # set in setup()
         records = context.get("records", [])
-        self._records, self._counted = None, 0  # the next record starts a new batch
+        row_type = self.row_type if self._typed else None
+        self._records, self._counted, self._typed = None, 0, False  # the next record: a new batch
         if context.pop("unchecked", False):
-            self._check_batch(records)
-        self.spool.append(records)
+            if row_type is not None and self._validator is not None and not row_type.valid(records):
+                records, row_type = row_type.as_dicts(records), None
+            if row_type is None:
+                self._check_batch(records)
+        self.spool.append(records, row_type)
         if self._uncounted:
             self.record_counter_metric.increment(self._uncounted)
             self._uncounted = 0

@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from target_s3_pump.formats import csv_rows
 from target_s3_pump.pumps import Pump
+from target_s3_pump.rows import RowType
 from target_s3_pump.streaming import SpooledPiece
 
 
@@ -59,7 +60,8 @@ class PumpSpool:
         self.columns += added
         self.properties.update(properties)  # latest type wins for Parquet
 
-    def append(self, records: Sequence[Mapping[str, Any]]) -> None:
+    def append(self, records: Sequence[Any], row_type: RowType | None = None) -> None:
+        """A batch of dict records, or of typed rows of ``row_type``."""
         if not records:
             return
         if self._fh is None:
@@ -69,13 +71,14 @@ class PumpSpool:
             room = len(records) - position
             if self.part_rows is not None:
                 room = min(room, self.part_rows - self.rows % self.part_rows)
-            self._write_piece(self._fh, records[position : position + room])
+            self._write_piece(self._fh, records[position : position + room], row_type)
             self._piece_rows.append(room)
             self.rows += room
             position += room
 
-    def _write_piece(self, fh: IO[bytes], records: Sequence[Mapping[str, Any]]) -> None:
-        pickle.dump(list(records), fh, protocol=pickle.HIGHEST_PROTOCOL)
+    def _write_piece(self, fh: IO[bytes], records: Sequence[Any], row_type: RowType | None) -> None:
+        records = row_type.as_dicts(records) if row_type is not None else list(records)
+        pickle.dump(records, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
     def finish(self) -> None:
         if self._fh is not None:
@@ -110,8 +113,8 @@ class CsvSpool(PumpSpool):
         # Told of every piece once it is in the file (streaming.PumpStreamer.add).
         self.listener: Callable[[SpooledPiece, bytes], None] | None = None
 
-    def _write_piece(self, fh: IO[bytes], records: Sequence[Mapping[str, Any]]) -> None:
-        data = csv_rows(records, self.columns).encode()
+    def _write_piece(self, fh: IO[bytes], records: Sequence[Any], row_type: RowType | None) -> None:
+        data = csv_rows(records, self.columns, row_type).encode()
         fh.write(data)
         self._piece_shapes.append((len(self.columns), len(data)))
         if self.listener is not None:

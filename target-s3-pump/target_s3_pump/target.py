@@ -79,16 +79,32 @@ class PumpMessageReader(SingerReader):
     def default_input(self) -> Any:
         return sys.stdin.buffer  # bytes: msgspec parses UTF-8 itself, no text decoding first
 
+    # Set by the target: a stream's line taker (PumpSink.take_line), if it has one.
+    line_taker: Callable[[str], Callable[[bytes], None] | None] = staticmethod(lambda _: None)
+
     def process_lines(
         self, file_input: IO[bytes] | None, callbacks: dict[str, Callable[[dict], None]]
     ) -> Counter[str]:
-        """The SDK's loop, with the checks that only an odd line needs kept for odd lines."""
+        """The SDK's loop, with the checks that only an odd line needs kept for odd lines.
+
+        RECORD lines of the stream whose records came last go straight to its sink when it
+        takes lines (typed rows, see rows.py); any line it refuses takes the SDK's way.
+        """
         stats: dict[str, int] = {}
         decode = self._decoder.decode
         on_record = callbacks[SingerMessageType.RECORD]
         records = 0
+        take: Callable[[bytes], None] | None = None
         for line in file_input or self.default_input:
             self._current_message = line
+            if take is not None:
+                try:
+                    take(line)
+                except msgspec.MsgspecError:
+                    pass
+                else:
+                    records += 1
+                    continue
             try:
                 message = decode(line)
             except msgspec.DecodeError:
@@ -96,6 +112,7 @@ class PumpMessageReader(SingerReader):
             if type(message) is dict and message.get("type") == "RECORD":
                 on_record(message)
                 records += 1
+                take = self.line_taker(message.get("stream"))  # type: ignore[arg-type]
                 continue
             kind = message.get("type") if type(message) is dict else None
             if kind is None:
@@ -103,6 +120,8 @@ class PumpMessageReader(SingerReader):
             callback = callbacks.get(kind)  # type: ignore[arg-type]
             if callback is not None:
                 callback(message)
+                if kind == "SCHEMA":  # a new sink, perhaps replacing the one take fed
+                    take = self.line_taker(message.get("stream"))
             else:
                 self._process_unknown_message(message)
             stats[kind] = stats.get(kind, 0) + 1  # type: ignore[index]
@@ -315,6 +334,8 @@ class TargetS3Pump(Target):
         )
         self.settings = PumpSettings.from_config(self.config, now=self.run_started_at)
         self.max_parallelism = 1  # spools are appended in input order
+        if isinstance(self.message_reader, PumpMessageReader):
+            self.message_reader.line_taker = self.line_taker
 
     # ------------------------------------------------------------------ resources
 
@@ -440,6 +461,11 @@ class TargetS3Pump(Target):
             self._direct_sinks[sink.stream_name] = sink
         else:
             self._direct_sinks.pop(sink.stream_name, None)
+
+    def line_taker(self, stream_name: str) -> Callable[[bytes], None] | None:
+        """The sink that decodes the stream's RECORD lines itself, when it can."""
+        sink = self._direct_sinks.get(stream_name)
+        return sink.take_line if sink is not None and sink.row_type is not None else None
 
     def _process_record_message(self, message_dict: dict) -> None:
         # Most of the time per row went to the SDK's generic per-record path; for streams that

@@ -25,7 +25,7 @@ BatchCheck = Callable[[Sequence[dict[str, Any]]], bool]
 # JSON Schema type -> the Python types a parsed record holds for it that are always valid.
 # Deliberately narrow (no bool for integer, no float 1.0 for integer): anything else goes to
 # the full validator.
-_TYPES: dict[str, frozenset[type]] = {
+JSON_TYPES: dict[str, frozenset[type]] = {
     "string": frozenset({str}),
     "integer": frozenset({int}),
     "number": frozenset({int, float, Decimal}),
@@ -51,10 +51,10 @@ _ANNOTATIONS = frozenset(
         "contentEncoding",
     }
 )
-_ROOT_KEYS = frozenset({"type", "properties", "required", "$schema", "description", "title"})
+ROOT_KEYS = frozenset({"type", "properties", "required", "$schema", "description", "title"})
 
 
-def _plain_types(prop: Any) -> frozenset[type] | None:
+def plain_types(prop: Any) -> frozenset[type] | None:
     """The accepted Python types when ``prop`` is only a ``type`` plus annotations."""
     if not isinstance(prop, Mapping) or not set(prop) <= _ANNOTATIONS | {"type"}:
         return None
@@ -62,9 +62,9 @@ def _plain_types(prop: Any) -> frozenset[type] | None:
     if declared is None:
         return None
     names = [declared] if isinstance(declared, str) else declared
-    if not isinstance(names, list) or not all(n in _TYPES for n in names):
+    if not isinstance(names, list) or not all(n in JSON_TYPES for n in names):
         return None
-    return frozenset().union(*(_TYPES[n] for n in names))
+    return frozenset().union(*(JSON_TYPES[n] for n in names))
 
 
 def _property_check(prop: Any) -> Callable[[Any], bool]:
@@ -79,19 +79,29 @@ def _property_check(prop: Any) -> Callable[[Any], bool]:
     return is_valid
 
 
-def compile_batch_check(schema: Mapping[str, Any]) -> BatchCheck | None:
-    """A quick check for ``schema``, or None when its root is not a plain object schema
-    (e.g. ``additionalProperties`` or ``$defs``): then every record takes the full validator."""
-    if not set(schema) <= _ROOT_KEYS or schema.get("type", "object") not in ("object", ["object"]):
+def plain_object(schema: Mapping[str, Any]) -> tuple[Mapping[str, Any], tuple[str, ...]] | None:
+    """``(properties, required)`` of a plain object schema, or None when the root says more
+    (e.g. ``additionalProperties`` or ``$defs``)."""
+    if not set(schema) <= ROOT_KEYS or schema.get("type", "object") not in ("object", ["object"]):
         return None
     properties = schema.get("properties") or {}
     required = tuple(schema.get("required") or ())
     if not isinstance(properties, Mapping) or not all(isinstance(r, str) for r in required):
         return None
+    return properties, required
+
+
+def compile_batch_check(schema: Mapping[str, Any]) -> BatchCheck | None:
+    """A quick check for ``schema``, or None when its root is not a plain object schema:
+    then every record takes the full validator."""
+    root = plain_object(schema)
+    if root is None:
+        return None
+    properties, required = root
     typed: list[tuple[str, frozenset[type]]] = []
     other: list[tuple[str, Callable[[Any], bool]]] = []
     for name, prop in properties.items():
-        types = _plain_types(prop)
+        types = plain_types(prop)
         if types is not None:
             typed.append((name, types))
         else:
