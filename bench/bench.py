@@ -1324,8 +1324,9 @@ def goals(results: list[Result], rows: int) -> list[str]:
     for tool in ("s3-pump", "s3-pump-pipeline"):
         if tool in by:
             rps = by[tool].rows_per_s or 0
-            out.append(f"{tool}: {rps:,.0f} rows/s (goal >= 100k for the target): "
-                       + ("MET" if rps >= 100_000 else "MISSED"))  # fmt: skip
+            if tool == "s3-pump":  # the goal is the target's; the pipeline's is reported only
+                out.append(f"{tool}: {rps:,.0f} rows/s (goal >= 100k for the target): "
+                           + ("MET" if rps >= 100_000 else "MISSED"))  # fmt: skip
             mb = by[tool].extra.get("target_peak_rss_mb")
             if mb is not None:
                 out.append(f"{tool}: target peak RSS {mb:.0f} MB (goal < 150 MB, flat: compare "
