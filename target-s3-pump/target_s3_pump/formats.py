@@ -28,6 +28,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
+import msgspec
 from singer_sdk.singerlib.json import serialize_json
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ def _column(records: Sequence[Mapping[str, Any]], column: str) -> list[Any]:
 
 
 _NONE = type(None)
+_JSON = msgspec.json.Encoder()
 
 
 def _column_texts(values: list[Any]) -> Sequence[str]:
@@ -118,6 +120,8 @@ def _column_texts(values: list[Any]) -> Sequence[str]:
             "" if v is None else v if v and not search(v) else '"' + v.replace('"', '""') + '"'
             for v in values
         ]
+    if kinds == {int}:  # msgspec spells a list of ints as str() does, a few times faster
+        return _JSON.encode(values)[1:-1].decode().split(",")
     if kinds <= {int, Decimal, _NONE}:  # str() is plain_text for these; never quoted
         return (
             ["" if v is None else str(v) for v in values] if _NONE in kinds else [*map(str, values)]

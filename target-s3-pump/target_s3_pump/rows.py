@@ -74,7 +74,10 @@ class RowType:
         )
         # A RECORD line of this stream -> its message (the row is ``.record``); raises
         # ``msgspec.MsgspecError`` for any other line.
-        self.decode_line = msgspec.json.Decoder(message, float_hook=Decimal).decode
+        decoder = msgspec.json.Decoder(message, float_hook=Decimal)
+        self.decode_line = decoder.decode
+        # Lines of such messages -> the messages (blank lines skipped); raises as above.
+        self.decode_lines = decoder.decode_lines
         self._unchecked = [(self._attributes[c], types) for c, types in unchecked.items()]
 
     @classmethod

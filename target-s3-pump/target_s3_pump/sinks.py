@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import repeat
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from singer_sdk.sinks import BatchSink
 
 from target_s3_pump.rows import RowType
@@ -16,6 +18,8 @@ if TYPE_CHECKING:
 
     from target_s3_pump.spool import PumpSpool
     from target_s3_pump.target import TargetS3Pump
+
+_RECORD = attrgetter("record")
 
 
 class PumpSink(BatchSink):
@@ -53,6 +57,7 @@ class PumpSink(BatchSink):
         self.row_type = RowType.for_schema(self.stream_name, self.schema, self.key_properties)
         if self.row_type is not None:
             self._decode_line = self.row_type.decode_line
+            self._decode_lines = self.row_type.decode_lines
         self._pump_target.register_sink(self)
 
     def add_record(self, record: dict) -> None:
@@ -75,19 +80,32 @@ class PumpSink(BatchSink):
         if len(records) >= self._max_rows:
             self._drain()
 
-    def take_line(self, line: bytes) -> None:
+    def take_line(self, line: bytes | str) -> None:
         """A RECORD line of this stream as a typed row (see rows.py), skipping the dict and
         the reader's dispatch. Raises ``msgspec.MsgspecError``, having taken nothing, when
         the line is not one: the reader then sends it the usual way."""
-        row = self._decode_line(line).record
-        records = self._records
-        if records is None:
-            records = self._start_batch(typed=True)
-        elif not self._typed:
-            row = self.row_type.as_dict(row)  # type: ignore[union-attr]
-        records.append(row)
-        if len(records) >= self._max_rows:
-            self._drain()
+        self._take_rows([self._decode_line(line).record])
+
+    def take_lines(self, chunk: bytes | str, lines: int) -> None:
+        """``lines`` lines, all RECORD lines of this stream, decoded in one call; else raises
+        ``msgspec.MsgspecError``, having taken nothing (the reader goes line by line)."""
+        messages = self._decode_lines(chunk)
+        if len(messages) != lines:  # msgspec skips blank lines; the SDK's way rejects them
+            raise msgspec.DecodeError("a blank line")
+        self._take_rows(list(map(_RECORD, messages)))
+
+    def _take_rows(self, rows: list[Any]) -> None:
+        while rows:
+            records = self._records
+            if records is None:
+                records = self._start_batch(typed=True)
+            room = self._max_rows - len(records)
+            taken, rows = (rows, []) if len(rows) <= room else (rows[:room], rows[room:])
+            if not self._typed:  # a batch of dicts (it holds records the SDK's way took)
+                taken = self.row_type.as_dicts(taken)  # type: ignore[union-attr]
+            records += taken
+            if len(records) >= self._max_rows:
+                self._drain()
 
     def _start_batch(self, *, typed: bool) -> list[Any]:
         context = self._get_context({})  # BatchSink: the pending batch

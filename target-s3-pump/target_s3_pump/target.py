@@ -15,17 +15,18 @@ Models listed in pumps.yml go to S3. The run, in order:
 from __future__ import annotations
 
 import atexit
+import io
 import json
 import shutil
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import msgspec
 from singer_sdk import Target
@@ -79,52 +80,65 @@ class PumpMessageReader(SingerReader):
     def default_input(self) -> Any:
         return sys.stdin.buffer  # bytes: msgspec parses UTF-8 itself, no text decoding first
 
-    # Set by the target: a stream's line taker (PumpSink.take_line), if it has one.
-    line_taker: Callable[[str], Callable[[bytes], None] | None] = staticmethod(lambda _: None)
+    # Set by the target: the sink that takes a stream's RECORD lines itself, if it has one.
+    line_taker: Callable[[str], LineTaker | None] = staticmethod(lambda _: None)
+    # Bytes read at once from a binary input; the chunk's whole lines are tried as one block.
+    chunk_bytes = 1 << 20
 
     def process_lines(
         self, file_input: IO[bytes] | None, callbacks: dict[str, Callable[[dict], None]]
     ) -> Counter[str]:
         """The SDK's loop, with the checks that only an odd line needs kept for odd lines.
 
-        RECORD lines of the stream whose records came last go straight to its sink when it
-        takes lines (typed rows, see rows.py); any line it refuses takes the SDK's way.
+        Once a stream's records come and its sink takes lines (typed rows, see rows.py), each
+        chunk of input is offered to that sink whole, in one decoding call; a chunk it refuses
+        (another message in it, a line it does not type) is read line by line: lines it still
+        takes one at a time, the others the SDK's way, in order.
         """
         stats: dict[str, int] = {}
         decode = self._decoder.decode
         on_record = callbacks[SingerMessageType.RECORD]
         records = 0
-        take: Callable[[bytes], None] | None = None
-        for line in file_input or self.default_input:
-            self._current_message = line
-            if take is not None:
+        taker: LineTaker | None = None
+        for chunk, lines in _chunks(file_input or self.default_input, self.chunk_bytes):
+            if taker is not None:
                 try:
-                    take(line)
+                    taker.take_lines(chunk, lines)
                 except msgspec.MsgspecError:
                     pass
                 else:
-                    records += 1
+                    records += lines
                     continue
-            try:
-                message = decode(line)
-            except msgspec.DecodeError:
-                message = self.deserialize_json(line)  # the SDK's parser, and its error
-            if type(message) is dict and message.get("type") == "RECORD":
-                on_record(message)
-                records += 1
-                take = self.line_taker(message.get("stream"))  # type: ignore[arg-type]
-                continue
-            kind = message.get("type") if type(message) is dict else None
-            if kind is None:
-                self.assert_line_requires(message, requires={"type"})  # the SDK's error
-            callback = callbacks.get(kind)  # type: ignore[arg-type]
-            if callback is not None:
-                callback(message)
-                if kind == "SCHEMA":  # a new sink, perhaps replacing the one take fed
-                    take = self.line_taker(message.get("stream"))
-            else:
-                self._process_unknown_message(message)
-            stats[kind] = stats.get(kind, 0) + 1  # type: ignore[index]
+            for line in _lines(chunk):
+                self._current_message = line
+                if taker is not None:
+                    try:
+                        taker.take_line(line)
+                    except msgspec.MsgspecError:
+                        pass
+                    else:
+                        records += 1
+                        continue
+                try:
+                    message = decode(line)
+                except msgspec.DecodeError:
+                    message = self.deserialize_json(line)  # the SDK's parser, and its error
+                if type(message) is dict and message.get("type") == "RECORD":
+                    on_record(message)
+                    records += 1
+                    taker = self.line_taker(message.get("stream"))  # type: ignore[arg-type]
+                    continue
+                kind = message.get("type") if type(message) is dict else None
+                if kind is None:
+                    self.assert_line_requires(message, requires={"type"})  # the SDK's error
+                callback = callbacks.get(kind)  # type: ignore[arg-type]
+                if callback is not None:
+                    callback(message)
+                    if kind == "SCHEMA":  # a new sink, perhaps replacing the one taker fed
+                        taker = self.line_taker(message.get("stream"))
+                else:
+                    self._process_unknown_message(message)
+                stats[kind] = stats.get(kind, 0) + 1  # type: ignore[index]
         if records:
             stats[SingerMessageType.RECORD] = records
         return Counter(stats)
@@ -135,6 +149,42 @@ class PumpMessageReader(SingerReader):
         except msgspec.DecodeError:
             text = line.decode() if isinstance(line, bytes) else line
             return super().deserialize_json(text)
+
+
+class LineTaker(Protocol):
+    """A sink decoding its stream's RECORD lines itself (PumpSink). Both methods raise
+    ``msgspec.MsgspecError``, having taken nothing, for input they do not take."""
+
+    def take_line(self, line: bytes | str) -> None: ...
+
+    def take_lines(self, chunk: bytes | str, lines: int) -> None: ...
+
+
+def _chunks(source: IO[Any], size: int) -> Iterator[tuple[bytes | str, int]]:
+    """``(chunk, number of lines)``: whole lines of a binary input, as much as one read
+    gives (a pipe gives what the writer has written: no waiting for a full chunk); a text
+    input (tests) line by line."""
+    read1 = getattr(source, "read1", None)
+    if read1 is None:
+        for line in source:
+            yield line, 1
+        return
+    pending: list[bytes] = []  # the start of a line that continues in a later read
+    while data := read1(size):
+        end = data.rfind(b"\n") + 1
+        if not end:
+            pending.append(data)
+            continue
+        chunk = b"".join([*pending, data[:end]]) if pending else data[:end]
+        pending = [data[end:]] if end < len(data) else []
+        yield chunk, chunk.count(b"\n")
+    if pending:
+        yield b"".join(pending), 1
+
+
+def _lines(chunk: bytes | str) -> Iterator[bytes | str]:
+    """A chunk's lines as iterating the input gives them (split at LF only, ends kept)."""
+    return iter(io.BytesIO(chunk)) if isinstance(chunk, bytes) else iter((chunk,))
 
 
 class TargetS3Pump(Target):
@@ -462,10 +512,10 @@ class TargetS3Pump(Target):
         else:
             self._direct_sinks.pop(sink.stream_name, None)
 
-    def line_taker(self, stream_name: str) -> Callable[[bytes], None] | None:
+    def line_taker(self, stream_name: str) -> PumpSink | None:
         """The sink that decodes the stream's RECORD lines itself, when it can."""
         sink = self._direct_sinks.get(stream_name)
-        return sink.take_line if sink is not None and sink.row_type is not None else None
+        return sink if sink is not None and sink.row_type is not None else None
 
     def _process_record_message(self, message_dict: dict) -> None:
         # Most of the time per row went to the SDK's generic per-record path; for streams that

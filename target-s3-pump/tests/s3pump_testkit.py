@@ -194,13 +194,16 @@ class RunResult:
     states: list[dict[str, Any]]
 
 
-def run_target(config: Mapping[str, Any], messages: Iterable[Mapping[str, Any]] | str) -> RunResult:
-    """Run the target in this process on ``messages`` (or raw lines); exceptions propagate."""
+def run_target(
+    config: Mapping[str, Any], messages: Iterable[Mapping[str, Any]] | str, *, binary: bool = True
+) -> RunResult:
+    """Run the target in this process on ``messages`` (or raw lines); exceptions propagate.
+    The input is bytes, as the console script reads stdin, or text with ``binary=False``."""
     target = TargetS3Pump(config=dict(config))
     text = messages if isinstance(messages, str) else to_lines(messages)
     out = io.StringIO()
     with redirect_stdout(out):
-        target.listen(io.StringIO(text))
+        target.listen(io.BytesIO(text.encode()) if binary else io.StringIO(text))
     states = [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
     return RunResult(target=target, states=states)
 

@@ -17,6 +17,7 @@ import pytest
 from s3pump_testkit import (
     STAMP,
     Bucket,
+    bookmark_state,
     new_bucket,
     pump,
     record_msg,
@@ -32,6 +33,7 @@ from singer_sdk.typing import DEFAULT_JSONSCHEMA_VALIDATOR
 from target_s3_pump.formats import csv_line, csv_rows
 from target_s3_pump.rows import RowType
 from target_s3_pump.sinks import PumpSink
+from target_s3_pump.target import PumpMessageReader
 
 Y = "pumps_sensitive-pump_y"
 
@@ -159,3 +161,71 @@ def test_a_string_for_a_number_fails_with_the_sdk_error(bucket: Bucket, tmp_path
     assert bucket.list_keys() == []
     run_target(target_config(bucket, pumps_file, validate_records=False), messages)
     assert bucket.read(f"pumps/pump_y/{STAMP}.csv") == b"id,x\n1,2\n2,1.5\n"
+
+
+def _chunked_input() -> str:
+    """RECORD lines of one stream with refused ones, STATE and a repeated SCHEMA among them;
+    the last line has no line end."""
+    properties = {"id": {"type": "integer"}, "x": {"type": ["number", "null"]},
+                  "s": {"type": "string"}}  # fmt: skip
+    lines = [serialize_json(schema_msg(Y, properties))]
+    for i in range(60):
+        record: dict[str, Any] = {"id": i, "x": Decimal(f"{i}.50") if i % 3 else None, "s": f"r{i}"}
+        if i in (7, 31):
+            del record["s"]  # non-nullable and missing: msgspec refuses, the SDK takes it
+        if i == 44:
+            record["extra"] = 1
+        lines.append(_line(record, Y))
+        if i in (10, 25, 50):
+            lines.append(serialize_json(bookmark_state(Y, f"2024-01-{i:02}")))
+        if i == 30:
+            lines.append(serialize_json(schema_msg(Y, properties)))
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 50, 400, 1 << 20])
+def test_input_read_in_chunks_gives_what_reading_it_line_by_line_gives(
+    bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int
+) -> None:
+    pumps_file = write_pumps(tmp_path, [pump("pump_y", None, sensitive=True, single=True)])
+    config = target_config(bucket, pumps_file, batch_size_rows=4)
+    text = _chunked_input()
+    sdk_records: list[dict] = []
+    add_record = PumpSink.add_record
+    monkeypatch.setattr(
+        PumpSink, "add_record", lambda self, r: (sdk_records.append(r), add_record(self, r))
+    )
+    by_line = run_target(config, text, binary=False)
+    expected = bucket.read(f"pumps/pump_y/{STAMP}.csv")
+    assert expected.count(b"\n") == 61 and [r["id"] for r in sdk_records] == [7, 31, 44]
+
+    in_chunks: list[int] = []  # lines taken by one take_lines call each
+    take_lines = PumpSink.take_lines
+    monkeypatch.setattr(
+        PumpSink,
+        "take_lines",
+        lambda self, chunk, n: (take_lines(self, chunk, n), in_chunks.append(n)),
+    )
+    monkeypatch.setattr(PumpMessageReader, "chunk_bytes", chunk_bytes)
+    sdk_records.clear()
+    chunked = run_target(config, text)
+    assert bucket.read(f"pumps/pump_y/{STAMP}.csv") == expected
+    assert chunked.states == by_line.states and len(chunked.states) == 1
+    assert [r["id"] for r in sdk_records] == [7, 31, 44]
+    if chunk_bytes < 1 << 20:  # else one chunk, starting with SCHEMA: read line by line
+        assert sum(in_chunks) > 30 and (max(in_chunks) > 1) == (chunk_bytes == 400)
+
+
+def test_a_blank_line_among_records_read_in_chunks_fails_as_line_by_line(
+    bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pumps_file = write_pumps(tmp_path, [pump("pump_y", None, sensitive=True, single=True)])
+    config = target_config(bucket, pumps_file)
+    lines = _chunked_input().split("\n")
+    text = "\n".join([*lines[:20], "", *lines[20:]])
+    with pytest.raises(Exception) as by_line:  # the SDK's own error, whatever it is
+        run_target(config, text, binary=False)
+    monkeypatch.setattr(PumpMessageReader, "chunk_bytes", 400)
+    with pytest.raises(type(by_line.value), match=re.escape(str(by_line.value))):
+        run_target(config, text)
+    assert bucket.list_keys() == []
