@@ -26,16 +26,11 @@ from typing import Any, Literal, Union
 
 import msgspec
 
-from target_s3_pump.validation import plain_object, plain_types
+from target_s3_pump.validation import plain_object, plain_types, type_names
 
 # JSON Schema types msgspec checks exactly as jsonschema does (for ints: rejects 1.0 where
 # jsonschema accepts it, which only sends that record the usual way).
 _CHECKED: dict[str, Any] = {"string": str, "integer": int, "boolean": bool, "null": None}
-
-
-def _type_names(prop: Mapping[str, Any]) -> list[str]:
-    declared = prop["type"]
-    return [declared] if isinstance(declared, str) else list(declared)
 
 
 class RowType:
@@ -49,7 +44,6 @@ class RowType:
         required: Sequence[bool],
         unchecked: Mapping[str, frozenset[type]],
     ) -> None:
-        self.stream = stream
         self.columns = tuple(columns)
         # Attribute names: column names need not be identifiers.
         self._attributes = {c: f"c{i}" for i, c in enumerate(self.columns)}
@@ -98,13 +92,13 @@ class RowType:
             types = plain_types(prop)
             if types is None:
                 return None
-            names = _type_names(prop)
+            names = type_names(prop)
             if set(names) <= set(_CHECKED):
                 annotations.append(Union[tuple(_CHECKED[n] for n in names)])  # noqa: UP007
             else:
                 annotations.append(Any)
                 unchecked[column] = types
-        nullable = ["null" in _type_names(prop) for prop in properties.values()]
+        nullable = ["null" in type_names(prop) for prop in properties.values()]
         return cls(
             stream,
             list(properties),

@@ -25,7 +25,7 @@ BatchCheck = Callable[[Sequence[dict[str, Any]]], bool]
 # JSON Schema type -> the Python types a parsed record holds for it that are always valid.
 # Deliberately narrow (no bool for integer, no float 1.0 for integer): anything else goes to
 # the full validator.
-JSON_TYPES: dict[str, frozenset[type]] = {
+_TYPES: dict[str, frozenset[type]] = {
     "string": frozenset({str}),
     "integer": frozenset({int}),
     "number": frozenset({int, float, Decimal}),
@@ -51,20 +51,25 @@ _ANNOTATIONS = frozenset(
         "contentEncoding",
     }
 )
-ROOT_KEYS = frozenset({"type", "properties", "required", "$schema", "description", "title"})
+_ROOT_KEYS = frozenset({"type", "properties", "required", "$schema", "description", "title"})
+
+
+def type_names(prop: Mapping[str, Any]) -> Any:
+    """The property's ``type`` as a list when it is one name (else as declared)."""
+    declared = prop["type"]
+    return [declared] if isinstance(declared, str) else declared
 
 
 def plain_types(prop: Any) -> frozenset[type] | None:
     """The accepted Python types when ``prop`` is only a ``type`` plus annotations."""
     if not isinstance(prop, Mapping) or not set(prop) <= _ANNOTATIONS | {"type"}:
         return None
-    declared = prop.get("type")
-    if declared is None:
+    if prop.get("type") is None:
         return None
-    names = [declared] if isinstance(declared, str) else declared
-    if not isinstance(names, list) or not all(n in JSON_TYPES for n in names):
+    names = type_names(prop)
+    if not isinstance(names, list) or not all(n in _TYPES for n in names):
         return None
-    return frozenset().union(*(JSON_TYPES[n] for n in names))
+    return frozenset().union(*(_TYPES[n] for n in names))
 
 
 def _property_check(prop: Any) -> Callable[[Any], bool]:
@@ -82,7 +87,7 @@ def _property_check(prop: Any) -> Callable[[Any], bool]:
 def plain_object(schema: Mapping[str, Any]) -> tuple[Mapping[str, Any], tuple[str, ...]] | None:
     """``(properties, required)`` of a plain object schema, or None when the root says more
     (e.g. ``additionalProperties`` or ``$defs``)."""
-    if not set(schema) <= ROOT_KEYS or schema.get("type", "object") not in ("object", ["object"]):
+    if not set(schema) <= _ROOT_KEYS or schema.get("type", "object") not in ("object", ["object"]):
         return None
     properties = schema.get("properties") or {}
     required = tuple(schema.get("required") or ())
