@@ -5,7 +5,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from reference import REFERENCE, reference_dir
+from reference import COPIES, REFERENCE, SHARED, reference_dir
 
 from tap_gitlab_postgres.manifest import (
     ConnectionEnv,
@@ -67,6 +67,15 @@ def problems_of(path: Path | list[Path]) -> list[str]:
 
 
 @pytest.mark.usefixtures("reference")
+def test_reference_copies_are_verbatim() -> None:
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} not present beside the repository")
+    shared = sorted(p.name for p in SHARED.glob("*.yaml"))
+    assert shared == sorted(p.name for p in COPIES.glob("*.yaml"))
+    for name in shared:
+        assert (COPIES / name).read_bytes() == (SHARED / name).read_bytes(), name
+
+
 def test_current_incremental_manifest() -> None:
     manifest = loaded(DOTCOM)
     assert len(manifest.tables) == 143
