@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -123,9 +124,32 @@ def open_batch_files(
             f"batch_config.encoding.compression {compression!r} is not supported with "
             f"format {fmt!r}; use one of " + ", ".join(COMPRESSIONS[fmt])
         )
+    remove_earlier_files(config, stream.tap_name, stream.name)
     if fmt == "jsonl":
         return JsonlBatchFiles(stream, config)
     return ColumnarBatchFiles(stream, config)
+
+
+def remove_earlier_files(config: BatchConfig, tap_name: str, stream_name: str) -> list[Path]:
+    """Delete a stream's batch files left by earlier runs (local storage only).
+
+    Loaders read a BATCH message's files after the tap has moved on, and neither
+    target-postgres nor target-snowflake (with ``clean_up_batch_files: false``, which keeps
+    a file until its COPY has succeeded) deletes them. The next run of a stream starts only
+    after the previous run's loader has exited (Meltano refuses a second run of a pipeline),
+    so its files are no longer needed then; a failed load leaves them until that run.
+    """
+    url = urlsplit(config.storage.get_url(""))
+    if url.scheme != "file" or not Path(url.path).is_dir():
+        return []
+    name = re.compile(
+        re.escape(f"{config.storage.prefix or ''}{tap_name}--{stream_name}-")
+        + r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}-\d+\.(json|json\.gz|parquet|arrow)"
+    )
+    removed = [f for f in Path(url.path).iterdir() if name.fullmatch(f.name) and f.is_file()]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
 
 
 class JsonlBatchFiles:
@@ -391,7 +415,9 @@ class _Layout:
         )
         self.lists = {i: self.schema.field(i).type for i, k in enumerate(kinds) if k.name == "list"}
         self.stamps = [i for i, k in enumerate(kinds) if k.name in {"timestamp", "timestamptz"}]
-        self._parse = pacsv.ParseOptions(newlines_in_values=True)
+        # An empty line is a row: a one-column row whose value is NULL (the deletes pass's
+        # end-of-set marker); with more columns COPY never writes one.
+        self._parse = pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False)
         # What COPY's CSV means: an unquoted empty field is NULL, a quoted one ("") is
         # the empty string; booleans are t/f. UTF-8 is checked (cheap, vectorised): only a
         # SQL_ASCII database can send invalid bytes, and they fail the stream here instead
@@ -489,9 +515,7 @@ def _arrow_type(kind: ArrowKind) -> pa.DataType:
         return pa.list_(_arrow_type(kind.element))
     if kind.name in {"timestamp", "timestamptz"}:
         return pa.timestamp("us", tz="UTC")
-    return {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}.get(
-        kind.name, pa.string()
-    )
+    return {"int64": pa.int64(), "bool": pa.bool_()}.get(kind.name, pa.string())
 
 
 def _json_lists(texts: pa.ChunkedArray, list_type: pa.ListType) -> pa.Array:

@@ -137,6 +137,8 @@ class SourceDatabase:
         with self.connect().cursor() as cur:
             cur.execute(probe_sql)
             described = [(d.name, d.type_code) for d in cur.description or []]
+            # numeric(p, s) from the type modifier (None when unconstrained).
+            decimals = [(d.precision, d.scale) for d in cur.description or []]
             result = cur.pgresult
             origins = [
                 (result.ftable(i), result.ftablecol(i)) if result else (0, 0)
@@ -145,8 +147,10 @@ class SourceDatabase:
         self._load_types({oid for _, oid in described})
         names = self._origin_names({o for o in origins if o[0]})
         return [
-            Column(name, self._types[oid], names.get(origin, ""))
-            for (name, oid), origin in zip(described, origins, strict=True)
+            Column(name, self._types[oid], names.get(origin, ""), *decimal)
+            if self._types[oid].name == "numeric"
+            else Column(name, self._types[oid], names.get(origin, ""))
+            for (name, oid), origin, decimal in zip(described, origins, decimals, strict=True)
         ]
 
     def _origin_names(self, origins: set[tuple[int, int]]) -> dict[tuple[int, int], str]:
@@ -320,13 +324,13 @@ class ValueChecks:
         return text.encode()
 
     def report(self) -> None:
-        origin = {c.name: c.origin for c in self.columns}
+        by_name = {c.name: c for c in self.columns}
         for column, count in self.clamped.items():
             low, high = CLAMPED_JSON[column.pg_type.name]
             logger.warning(
                 "%s: %d value(s) outside years 1-9999 ('infinity', BC, year 10000+) loaded as "
                 "%s or %s",
-                _column_label(column.name, column.origin),
+                _column_label(column),
                 count,
                 low,
                 high,
@@ -335,18 +339,21 @@ class ValueChecks:
             logger.warning(
                 "%s: %d value(s) not valid UTF-8 (SQL_ASCII database); invalid bytes loaded "
                 "as U+FFFD",
-                _column_label(name, origin.get(name, "")),
+                _column_label(by_name[name]) if name in by_name else f"column '{name}'",
                 count,
             )
         self.clamped.clear()
         self.repaired.clear()
 
 
-def _column_label(name: str, origin: str) -> str:
+def _column_label(column: Column) -> str:
+    name, origin = column.name, column.origin
     if origin and origin.rsplit(".", 1)[-1] == name:
         return f"source table {origin.rsplit('.', 1)[0]}, column '{name}'"
     if origin:
         return f"column '{name}' (from source table column {origin})"
+    if column.relation:
+        return f"column '{name}' (computed in the query on source table {column.relation})"
     return f"column '{name}'"
 
 

@@ -19,6 +19,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk import Stream
+from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
+
+from tap_gitlab_postgres.batches import remove_earlier_files
 
 if TYPE_CHECKING:
     from tap_gitlab_postgres.streams import PgpStream
@@ -56,6 +59,12 @@ class RowCountsStream(Stream):
         self.streams = streams
         self.primary_keys = []  # appended run after run
 
+    def get_batches(
+        self, batch_config: BatchConfig, context: Any = None
+    ) -> Iterable[tuple[BaseBatchFileEncoding, list[str]]]:
+        remove_earlier_files(batch_config, self.tap_name, self.name)
+        return super().get_batches(batch_config, context)
+
     def get_records(self, context: Any) -> Iterable[dict]:
         for stream in self.streams:
             report = stream.run_report
@@ -63,7 +72,8 @@ class RowCountsStream(Stream):
                 continue
             yield {
                 "stream": stream.name,
-                "source_table": stream.table.export_table,
+                # The relation the query reads (p_ci_builds), not export_table (ci_builds).
+                "source_table": stream.columns[0].relation or stream.table.export_table,
                 "primary_key": stream.table.primary_key,
                 "load_type": stream.table.load_type.value,
                 "run_type": report.run_type,

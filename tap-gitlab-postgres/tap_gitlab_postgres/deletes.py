@@ -79,7 +79,12 @@ class KeySetStream(PgpStream):
 
     def _plan(self) -> Iterator[Rows | Checkpoint | Activate]:
         uploaded_at = time.time()
-        self.row_constants = {UPLOADED_AT: f"{uploaded_at:.6f}::numeric"}
+        # Every row carries the count column (NULL but in the marker), so the columnar
+        # batch files of a pass share one schema.
+        self.row_constants = {
+            UPLOADED_AT: f"{uploaded_at:.6f}::numeric",
+            KEY_COUNT: "NULL::bigint",
+        }
         self.rows_read = 0
         if self.run.test_rows:
             self.logger.info("%s: no deletes pass in a test load", self.name)

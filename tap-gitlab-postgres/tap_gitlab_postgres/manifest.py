@@ -420,6 +420,8 @@ def _parse_table(path: Path, key: object, raw: object, report: _Report) -> Manif
     except QueryError as exc:
         report.problem(str(exc), name)
         return None
+    for warning in query.warnings:
+        report.warn(warning, name)
 
     if query.is_windowed:
         if incremental_type == LOAD_BY_ID:

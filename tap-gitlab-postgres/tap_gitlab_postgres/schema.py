@@ -25,12 +25,21 @@ class PgType:
     element: PgType | None = None  # for arrays
 
 
+# Widest decimal the warehouses hold exactly: Snowflake's NUMBER has 38 digits.
+MAX_DECIMAL_PRECISION = 38
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
     pg_type: PgType
     # "table.column" the value comes from, as Postgres reports it (warnings name it).
     origin: str = field(default="", compare=False)
+    # The relation the query reads (its primary key's table): names computed columns.
+    relation: str = field(default="", compare=False)
+    # numeric(precision, scale) when the column declares them (None: unconstrained).
+    precision: int | None = None
+    scale: int | None = None
 
     @property
     def type_label(self) -> str:
@@ -39,7 +48,15 @@ class Column:
         return f"{t.element.name}[]" if t.element else t.name
 
     def json_schema(self) -> dict:
+        if self.pg_type.name == "numeric" and self.pg_type.element is None:
+            return _nullable(_numeric_schema(self.precision, self.scale))
         return _nullable(_schema_for(self.pg_type))
+
+    @property
+    def decimal_annotations(self) -> dict:
+        """``precision`` / ``scale`` of an ``x-singer.decimal`` property ({} otherwise)."""
+        schema = self.json_schema()
+        return {k: schema[k] for k in ("precision", "scale") if k in schema}
 
     def json_sql(self, ref: str) -> str:
         """SQL expression rendering column reference ``ref`` as its JSON value."""
@@ -79,6 +96,21 @@ def _nullable(schema: dict) -> dict:
     return schema
 
 
+def _numeric_schema(precision: int | None, scale: int | None) -> dict:
+    """A numeric travels as its exact decimal text, never as a JSON number (which targets
+    read as a double). ``numeric(p, s)`` with p <= 38 is singer-sdk's ``x-singer.decimal``,
+    which SQL targets create as DECIMAL(p, s) (Snowflake NUMBER(p, s)); a wider or
+    unconstrained numeric fits no warehouse's decimal type, so it lands as text."""
+    if precision is not None and precision <= MAX_DECIMAL_PRECISION:
+        return {
+            "type": "string",
+            "format": "x-singer.decimal",
+            "precision": precision,
+            "scale": scale or 0,
+        }
+    return {"type": "string"}
+
+
 def _schema_for(t: PgType) -> dict:
     if t.element is not None:
         items = _schema_for(t.element) if _keeps_json_form(t.element) else {"type": "string"}
@@ -86,7 +118,9 @@ def _schema_for(t: PgType) -> dict:
     name = t.name
     if name in INTEGER_TYPES:
         return {"type": "integer"}
-    if name == "numeric" or name in FLOAT_TYPES:
+    if name == "numeric":
+        return _numeric_schema(None, None)
+    if name in FLOAT_TYPES:
         return {"type": "number"}
     if name == "bool":
         return {"type": "boolean"}
@@ -115,7 +149,7 @@ def _sql_for(t: PgType, ref: str) -> str:
         return ref
     if name == "numeric":
         # NaN has no JSON form; Postgres treats NaN = NaN, so NULLIF catches it.
-        return f"NULLIF({ref}, 'NaN'::numeric)"
+        return f"NULLIF({ref}, 'NaN'::numeric)::text"
     if name in FLOAT_TYPES:
         return f"CASE WHEN {ref} IN ('NaN', 'Infinity', '-Infinity') THEN NULL ELSE {ref} END"
     if name == "timestamp":
@@ -169,14 +203,17 @@ def _clamped(ref: str, name: str, rendered: str) -> str:
 class ArrowKind:
     """A column's Arrow type, named without importing pyarrow (RECORD mode never needs it).
 
-    ``name`` is one of ``int64``, ``float64``, ``bool``, ``string``, ``timestamp`` (naive
-    UTC in Postgres), ``timestamptz`` (both become ``timestamp[us, tz=UTC]``), ``list``
+    ``name`` is one of ``int64``, ``bool``, ``string``, ``timestamp`` (naive UTC in
+    Postgres), ``timestamptz`` (both become ``timestamp[us, tz=UTC]``), ``list``
     (``element`` is the kind of the items).
 
-    Only integers, floats, booleans and timestamps are typed. ``numeric`` stays the exact
-    decimal text Postgres prints (as in the JSON records: no float rounding, and an
-    unconstrained numeric fits no Arrow decimal); json/jsonb, dates, times, intervals,
-    uuid, bytea (hex) and the rest stay the strings their JSON schema says.
+    Only integers, booleans and timestamps are typed. ``numeric`` stays the exact decimal
+    text Postgres prints (as in the JSON records: no float rounding, and an unconstrained
+    numeric fits no Arrow decimal). Floats stay their shortest exact text too: a double
+    handed to target-postgres reaches its NUMERIC column through Postgres' float8 ->
+    numeric cast, which keeps 15 digits; both loaders parse the text exactly. json/jsonb,
+    dates, times, intervals, uuid, bytea (hex) and the rest stay the strings their JSON
+    schema says.
     """
 
     name: str
@@ -189,8 +226,6 @@ def _arrow_kind(t: PgType) -> ArrowKind:
         return ArrowKind("list", items)
     if t.name in INTEGER_TYPES:
         return ArrowKind("int64")
-    if t.name in FLOAT_TYPES:
-        return ArrowKind("float64")
     if t.name == "bool":
         return ArrowKind("bool")
     if t.name in {"timestamp", "timestamptz"}:
@@ -200,7 +235,7 @@ def _arrow_kind(t: PgType) -> ArrowKind:
 
 def _keeps_json_form(t: PgType) -> bool:
     return t.element is None and (
-        t.name in INTEGER_TYPES | FLOAT_TYPES | STRING_TYPES | {"numeric", "bool"}
+        t.name in INTEGER_TYPES | FLOAT_TYPES | STRING_TYPES | {"bool"}
     )
 
 

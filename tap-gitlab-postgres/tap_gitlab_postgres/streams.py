@@ -26,6 +26,7 @@ from singer_sdk import Stream, metrics
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
+from singer_sdk.singerlib import SchemaMessage
 
 from tap_gitlab_postgres.batches import open_batch_files
 from tap_gitlab_postgres.client import SourceDatabase, SourceError, first_line
@@ -122,6 +123,17 @@ class PgpStream(Stream):
             self.replication_key = table.replication_key
         elif table.load_type is LoadType.LOAD_BY_ID:
             self.replication_key = table.primary_key
+
+    # singer-sdk's catalog keeps only standard JSON-schema keys, so the precision and
+    # scale of an x-singer.decimal property (which SQL targets read to create
+    # DECIMAL(p, s)) are put back into the SCHEMA messages here.
+    def _generate_schema_messages(self) -> Iterator[SchemaMessage]:
+        annotations = {c.name: c.decimal_annotations for c in self.columns}
+        for message in super()._generate_schema_messages():
+            for name, prop in message.schema.get("properties", {}).items():
+                if prop.get("format") == "x-singer.decimal" and annotations.get(name):
+                    prop.update(annotations[name])
+            yield message
 
     # The SDK would track a max replication value per record; bookmarks here move only
     # when a whole window or chunk is done, in _checkpoint.
@@ -372,6 +384,11 @@ class PgpStream(Stream):
         out.flush()
 
     def _checkpoint(self) -> None:
+        state = self.stream_state
+        if self.replication_key and "replication_key_value" in state:
+            # singer-sdk reads a bookmark (and logs "Starting incremental sync ... with
+            # bookmark value") only when the state names its replication key.
+            state["replication_key"] = self.replication_key
         self.state_manager.is_flushed = False
         self._write_state_message()
 

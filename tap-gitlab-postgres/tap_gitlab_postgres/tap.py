@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from tap_gitlab_postgres.client import ConnectionSettings, SourceDatabase, Sourc
 from tap_gitlab_postgres.counts import RowCountsStream
 from tap_gitlab_postgres.deletes import KeySetStream, has_deletes_pass
 from tap_gitlab_postgres.manifest import ManifestError, load_connection_file, load_manifest
+from tap_gitlab_postgres.schema import Column
 from tap_gitlab_postgres.streams import PgpStream, RunSettings
 
 # sqlglot explains its Postgres array-index handling at INFO on every parse: noise here.
@@ -133,6 +135,14 @@ class TapGitlabPostgres(Tap):
             "in the source (pgp_is_deleted).",
         ),
         th.Property(
+            "skip_undescribable_tables",
+            th.BooleanType,
+            default=False,
+            description="Leave out, with a warning, a manifest table whose query Postgres "
+            "cannot describe (a missing column or table, no permission, a repeated column "
+            "name, no primary-key column) instead of failing discovery for it.",
+        ),
+        th.Property(
             "task_instance",
             th.StringType,
             description="Value of _task_instance (default: the run's UTC start time).",
@@ -157,6 +167,7 @@ class TapGitlabPostgres(Tap):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.failures: list[str] = []
+        self.undescribed: list[str] = []  # tables left out of the catalog, one line each
         self._source: SourceDatabase | None = None
         super().__init__(*args, **kwargs)
 
@@ -184,18 +195,20 @@ class TapGitlabPostgres(Tap):
             try:
                 columns = source.describe_columns(table.query.probe_sql(run.allow))
             except psycopg.Error as exc:
-                self.record_failure(table.stream_name, f"{where}: {first_line(exc)}")
+                self._undescribable(table.stream_name, f"{where}: {first_line(exc)}")
                 continue
             names = [c.name for c in columns]
             duplicated = sorted({n for n in names if names.count(n) > 1})
             if duplicated:
-                self.record_failure(table.stream_name, f"{where}: duplicate columns {duplicated}")
+                self._undescribable(table.stream_name, f"{where}: duplicate columns {duplicated}")
             elif table.primary_key not in names:
-                self.record_failure(
+                self._undescribable(
                     table.stream_name,
                     f"{where}: primary key '{table.primary_key}' is not a column of the query",
                 )
             else:
+                relation = _relation(columns, table.primary_key) or table.export_table
+                columns = [replace(c, relation=relation) for c in columns]
                 streams.append(PgpStream(self, table, columns, source, run))
                 if config.get("deletes_pass") and has_deletes_pass(table):
                     key_column = next(c for c in columns if c.name == table.primary_key)
@@ -250,8 +263,27 @@ class TapGitlabPostgres(Tap):
         self.logger.error("stream %s failed: %s", stream, message)
         self.failures.append(f"{stream} ({message})")
 
+    def _undescribable(self, stream: str, message: str) -> None:
+        """A manifest table without a schema: a failure (discovery fails, a sync goes on
+        with the other streams and fails at the end), or left out when configured so."""
+        if self.config["skip_undescribable_tables"]:
+            self.logger.warning(
+                "stream %s left out (skip_undescribable_tables): %s", stream, message
+            )
+            return
+        self.undescribed.append(f"stream {stream}: {message}")
+        self.record_failure(stream, message)
+
     def run_discovery(self) -> str:
         try:
+            if self.streams and self.undescribed:
+                # A catalog that silently lacks a manifest table would hide it for good.
+                raise StreamsFailed(
+                    "\n".join(self.undescribed)
+                    + f"\ndiscovery failed for {len(self.undescribed)} manifest table(s): fix"
+                    " the manifest or the source, or set skip_undescribable_tables to leave"
+                    " them out"
+                )
             return super().run_discovery()
         finally:
             self._close_source()
@@ -265,6 +297,12 @@ class TapGitlabPostgres(Tap):
             raise StreamsFailed(
                 f"{len(self.failures)} stream(s) failed: " + "; ".join(self.failures)
             )
+
+
+def _relation(columns: list[Column], primary_key: str) -> str | None:
+    """The relation the query reads, as Postgres resolves it: its primary key's table."""
+    origin = next((c.origin for c in columns if c.name == primary_key), "")
+    return origin.rsplit(".", 1)[0] if origin else None
 
 
 def _parse_timestamp(value: str, setting: str) -> datetime:

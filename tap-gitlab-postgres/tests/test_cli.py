@@ -58,8 +58,9 @@ def test_check_reference_manifests_json(capsys: pytest.CaptureFixture[str]) -> N
         "placeholders": ["BEGIN_TIMESTAMP", "END_TIMESTAMP"],
         "database_type": "ci",
     }
-    # The two is_incremental disagreements are warnings only.
-    assert err.count("warning: ") == 2
+    # The two is_incremental disagreements and namespaces' repeated traversal_ids are
+    # warnings only.
+    assert err.count("warning: ") == 3
 
 
 def test_check_text_output(capsys: pytest.CaptureFixture[str]) -> None:

@@ -343,6 +343,12 @@ def _sql(node: exp.Expression) -> str:
     return node.sql(dialect="postgres", comments=False)
 
 
+def _unwrapped(template: QueryTemplate, sql: str) -> exp.Expression:
+    """The manifest query itself, inside the wrapper that keeps repeated items once."""
+    parsed = sqlglot.parse_one(sql, read="postgres")
+    return next(parsed.find_all(exp.Subquery)).this if template.output_names else parsed
+
+
 def test_reference_queries_regenerate_faithfully() -> None:
     """The windowless query keeps every select item and every non-window condition."""
     allow = AllowLists(project_ids=(1,), namespace_ids=(2,), project_paths=("p",))
@@ -353,10 +359,10 @@ def test_reference_queries_regenerate_faithfully() -> None:
             table.get("additional_filtering"),
             table["export_table_primary_key"],
         )
-        full = sqlglot.parse_one(template.full_sql(allow), read="postgres")
+        full = _unwrapped(template, template.full_sql(allow))
         if not template.is_windowed:
             continue
-        windowed = sqlglot.parse_one(template.window_sql(window(96), allow), read="postgres")
+        windowed = _unwrapped(template, template.window_sql(window(96), allow))
         assert [_sql(s) for s in full.selects] == [_sql(s) for s in windowed.selects], name
         window_conditions = _conjuncts(windowed.args["where"].this)
         assert window_conditions[0].startswith(f"{template.replication_key} BETWEEN"), name
@@ -364,3 +370,40 @@ def test_reference_queries_regenerate_faithfully() -> None:
         assert rest == window_conditions[1:], name
         checked += 1
     assert checked == 142 + 117
+
+
+# --- repeated select items ------------------------------------------------------
+
+REPEATED = """SELECT id
+, CASE WHEN traversal_ids[1] = id THEN name ELSE NULL END AS name
+, traversal_ids
+, Traversal_IDS
+FROM namespaces
+WHERE updated_at BETWEEN '{BEGIN_TIMESTAMP}'::timestamp AND '{END_TIMESTAMP}'::timestamp"""
+
+
+def test_identical_repeated_item_is_kept_once_with_a_warning() -> None:
+    query = parse(REPEATED)
+    assert query.output_names == ("id", "name", "traversal_ids", "traversal_ids")
+    assert query.warnings == ("select item 'traversal_ids' appears 2 times; it is loaded once",)
+    for sql in (query.window_sql(window(1), EMPTY), query.full_sql(EMPTY)):
+        outer = sqlglot.parse_one(sql, read="postgres")
+        assert [s.sql() for s in outer.selects] == ['"id"', '"name"', '"traversal_ids"']
+        alias = next(outer.find_all(exp.Subquery)).args["alias"]
+        assert [c.name for c in alias.columns] == ["id", "name", "traversal_ids", "pgp_repeated_3"]
+
+
+def test_queries_without_repeats_are_not_wrapped() -> None:
+    query = parse(BETWEEN_STYLE)
+    assert query.output_names is None and query.warnings == ()
+    assert query.full_sql(EMPTY).startswith("SELECT id")
+
+
+@pytest.mark.parametrize(
+    "items",
+    ["traversal_ids, traversal_ids[1] AS traversal_ids", "id AS x, name AS x", 'a, "A" AS a'],
+)
+def test_different_items_under_one_name_are_an_error(items: str) -> None:
+    query = f"SELECT id, {items} FROM t"
+    with pytest.raises(QueryError, match="are both named"):
+        parse(query)
