@@ -31,6 +31,7 @@ from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 MELTANO = ROOT / ".venv" / "bin" / "meltano"
+TAP = ROOT / ".venv" / "bin" / "tap-gitlab-postgres"
 MANIFESTS = ROOT / "manifests"
 SEEDS = ROOT / "transform" / "seeds"
 RAW_SCHEMA = "tap_postgres"
@@ -113,7 +114,7 @@ def allow_lists():
 @dataclass
 class RunResult:
     started_ms: int  # epoch ms just before `meltano run`: rows of this run have
-    #                  _sdc_sync_started_at >= started_ms
+    #                  _uploaded_at (epoch s, the tap's) >= started_ms / 1000
     proc: subprocess.CompletedProcess
     seconds: float
 
@@ -179,7 +180,12 @@ class Pipeline:
     # -- meltano -------------------------------------------------------------------
 
     def meltano(
-        self, *args: str, check: bool = True, env: dict | None = None, timeout: float = 600
+        self,
+        *args: str,
+        check: bool = True,
+        env: dict | None = None,
+        timeout: float = 600,
+        input: str | None = None,
     ) -> subprocess.CompletedProcess:
         cmd = [str(MELTANO), "--env-file", str(self.env_file), *args]
         proc = subprocess.run(
@@ -189,7 +195,7 @@ class Pipeline:
             capture_output=True,
             text=True,
             timeout=timeout,
-            stdin=subprocess.DEVNULL,
+            **({"input": input} if input is not None else {"stdin": subprocess.DEVNULL}),
         )
         with self.log.open("a") as log:
             log.write(f"\n$ meltano {' '.join(args)}  (exit {proc.returncode})\n")
@@ -206,6 +212,38 @@ class Pipeline:
         args = ["run", *(["--full-refresh"] if full_refresh else []), *blocks]
         proc = self.meltano(*args, check=check)
         return RunResult(started_ms, proc, time.monotonic() - begin)
+
+    def config(self, plugin: str) -> dict:
+        """The config Meltano hands ``plugin`` (``meltano invoke --dump=config``)."""
+        out = self.meltano("--log-level=warning", "invoke", "--dump=config", plugin).stdout
+        return json.loads(out)
+
+    def record_mode_output(self, extractor: str, config: dict | None = None) -> str:
+        """The extractor's Singer messages in RECORD mode: its resolved config without the
+        environment's ``batch_config`` (an env variable cannot unset an object setting)."""
+        config = {k: v for k, v in (config or self.config(extractor)).items()}
+        config.pop("batch_config", None)
+        path = self.home / f"{extractor}.record-mode.json"
+        path.write_text(json.dumps(config))
+        path.chmod(0o600)
+        # What the dev environment's `env:` gives the extractor (meltano.yml).
+        source = {
+            "GITLAB_COM_DB_HOST": self.pg.host,
+            "GITLAB_COM_PG_PORT": str(self.pg.port),
+            "GITLAB_COM_DB_USER": self.pg.user,
+            "GITLAB_COM_DB_PASS": self.pg.password,
+            "GITLAB_COM_DB_NAME": self.source_db,
+        }
+        done = subprocess.run(
+            [str(TAP), "--config", str(path)],
+            cwd=ROOT,
+            env={**self.env(), **source},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
 
     @staticmethod
     def state_id(extractor: str) -> str:
@@ -263,11 +301,11 @@ class Pipeline:
         )
         params: list = []
         if since_ms is not None:
-            query += sql.SQL(" AND _sdc_sync_started_at >= %s")
-            params.append(since_ms)
+            query += sql.SQL(" AND _uploaded_at >= %s")
+            params.append(since_ms / 1000)
         if until_ms is not None:
-            query += sql.SQL(" AND _sdc_sync_started_at < %s")
-            params.append(until_ms)
+            query += sql.SQL(" AND _uploaded_at < %s")
+            params.append(until_ms / 1000)
         with self.connect(self.warehouse_db) as conn:
             return sorted(r[0] for r in conn.execute(query, params))
 
