@@ -55,6 +55,7 @@ class RunSettings:
     task_instance: str
     allow: AllowLists
     raw_records: bool = True  # RECORD messages built by Postgres (see _write_raw_records)
+    replica_lag_windows: str = "off"  # auto | on | off (tap.py)
     count_source_rows: bool = True  # count(*) after each complete copy (counts.py)
 
 
@@ -93,6 +94,7 @@ class RunReport:
 
 class PgpStream(Stream):
     run_report: RunReport | None = None  # set when this run's plan finished
+    replica_time: datetime | None = None  # set by the tap before a sync of a lag-aware stream
 
     # Postgres already renders every value in its schema type (see schema.py), so the
     # SDK's per-record conforming would only cost time.
@@ -257,7 +259,10 @@ class PgpStream(Stream):
         return None
 
     def _start_full_sync(self, state: dict) -> dict:
+        # The bookmark after the copy: no later than what the replica held when it began.
         started = datetime.now(UTC)
+        if self.lag_aware and self.replica_time is not None:
+            started = min(started, self.replica_time)
         full = {
             "started_at": _iso(started),
             "version": _next_version(state),
@@ -297,11 +302,25 @@ class PgpStream(Stream):
         del state["full_sync"]
         yield Checkpoint()
 
+    @property
+    def lag_aware(self) -> bool:
+        """Whether windows end at the replica time (pgp did so for gitlab_com tables)."""
+        mode = self.run.replica_lag_windows
+        return self.table.load_type is LoadType.INCREMENTAL and (
+            mode == "on" or (mode == "auto" and self.table.export_schema == "gitlab_com")
+        )
+
+    def _end_bound(self) -> datetime:
+        """`execution_date` (or the run's start), no later than what the replica holds."""
+        if self.lag_aware and self.replica_time is not None:
+            return min(self.run.end_bound, self.replica_time)
+        return self.run.end_bound
+
     def _incremental(self, state: dict) -> Iterator[Step]:
         self._run_type = "incremental"
         self._stream_version = state["table_version"]
         begin = datetime.fromisoformat(state["replication_key_value"]) - self.run.lookback
-        end_bound = self.run.end_bound
+        end_bound = self._end_bound()
         if begin >= end_bound:
             self.logger.info("%s: nothing to do, bookmark is past %s", self.name, _iso(end_bound))
         while begin < end_bound:

@@ -23,6 +23,9 @@ from tap_gitlab_postgres.manifest import ManifestError, load_connection_file, lo
 from tap_gitlab_postgres.schema import Column
 from tap_gitlab_postgres.streams import PgpStream, RunSettings
 
+# Whether the source is a replica, and the commit time of the last transaction it replayed.
+REPLICA_TIME_SQL = "SELECT pg_is_in_recovery(), pg_last_xact_replay_timestamp()"
+
 # sqlglot explains its Postgres array-index handling at INFO on every parse: noise here.
 logging.getLogger("sqlglot").setLevel(logging.WARNING)
 
@@ -86,6 +89,30 @@ class TapGitlabPostgres(Tap):
             "execution_date",
             th.DateTimeType,
             description="End bound of incremental windows (default: now).",
+        ),
+        th.Property(
+            "replica_lag_windows",
+            th.StringType(allowed_values=["auto", "on", "off"]),
+            default="auto",
+            description="End incremental windows at the source's replica time (pgp's "
+            "lag-aware window), so a bookmark never passes rows the replica has not replayed: "
+            "auto = for tables whose manifest export_schema is gitlab_com, on = every "
+            "incremental table, off = none.",
+        ),
+        th.Property(
+            "replica_time_sql",
+            th.StringType,
+            description="Query returning the source's replica time (timestamptz). Default: "
+            "pg_last_xact_replay_timestamp() when the source is a replica (pg_is_in_recovery), "
+            "none on a primary (nothing lags). GitLab's own: SELECT last_replica_time FROM "
+            "public.last_replication_timestamp.",
+        ),
+        th.Property(
+            "max_replica_lag_hours",
+            th.NumberType,
+            default=12,
+            description="Refuse to run (no state change) when a lag-aware table is selected "
+            "and the replica time is NULL or older than this (pgp's check_replica_snapshot).",
         ),
         th.Property(
             "lookback_minutes",
@@ -251,8 +278,50 @@ class TapGitlabPostgres(Tap):
             task_instance=config.get("task_instance") or started.strftime("%Y%m%dT%H%M%SZ"),
             allow=allow,
             raw_records=config["fast_records"],
+            replica_lag_windows=config["replica_lag_windows"],
             count_source_rows=config["row_counts"],
         )
+
+    def _check_replica(self) -> None:
+        """pgp's check_replica_snapshot, then the replica time for lag-aware windows."""
+        lagged = [
+            s
+            for s in self.streams.values()
+            if type(s) is PgpStream and s.selected and s.lag_aware
+        ]
+        if not lagged or self._source is None:
+            return
+        if self.config.get("replica_time_sql"):
+            value = self._source.fetch_value(self.config["replica_time_sql"])
+        else:
+            in_recovery, value = self._source.fetch_row(REPLICA_TIME_SQL)
+            if not in_recovery:
+                self.logger.info("the source is a primary: no replica lag to wait for")
+                return
+        refuse = "refusing to run, no state changed (max_replica_lag_hours, replica_time_sql)"
+        if value is None:
+            raise SourceError(
+                f"the source's replica time is NULL (a replica that has replayed no "
+                f"transaction since it started); {refuse}"
+            )
+        if not isinstance(value, datetime):
+            raise SourceError(f"replica_time_sql returned {value!r}, not a timestamp; {refuse}")
+        replica_time = value if value.tzinfo else value.replace(tzinfo=UTC)
+        lag = datetime.now(UTC) - replica_time
+        if lag > timedelta(hours=self.config["max_replica_lag_hours"]):
+            raise SourceError(
+                f"the source's replica time {replica_time.isoformat()} is "
+                f"{lag.total_seconds() / 3600:.1f} h old; {refuse}"
+            )
+        self.logger.info(
+            "replica time %s (%.0f s behind): incremental windows of %d lag-aware stream(s) end"
+            " there at the latest",
+            replica_time.isoformat(),
+            lag.total_seconds(),
+            len(lagged),
+        )
+        for stream in lagged:
+            stream.replica_time = replica_time
 
     def _close_source(self) -> None:
         if self._source is not None:
@@ -290,6 +359,7 @@ class TapGitlabPostgres(Tap):
 
     def sync_all(self) -> None:  # type: ignore[misc]
         try:
+            self._check_replica()
             super().sync_all()
         finally:
             self._close_source()
