@@ -147,9 +147,14 @@ class SourceDatabase:
         self._load_types({oid for _, oid in described})
         names = self._origin_names({o for o in origins if o[0]})
         return [
-            Column(name, self._types[oid], names.get(origin, ""), *decimal)
-            if self._types[oid].name == "numeric"
-            else Column(name, self._types[oid], names.get(origin, ""))
+            Column(
+                name,
+                self._types[oid],
+                names.get(origin, ""),
+                **(dict(zip(("precision", "scale"), decimal, strict=True)))
+                if self._types[oid].name == "numeric"
+                else {},
+            )
             for (name, oid), origin, decimal in zip(described, origins, decimals, strict=True)
         ]
 

@@ -36,10 +36,10 @@ class Column:
     # "table.column" the value comes from, as Postgres reports it (warnings name it).
     origin: str = field(default="", compare=False)
     # The relation the query reads (its primary key's table): names computed columns.
-    relation: str = field(default="", compare=False)
+    relation: str = field(default="", compare=False, kw_only=True)
     # numeric(precision, scale) when the column declares them (None: unconstrained).
-    precision: int | None = None
-    scale: int | None = None
+    precision: int | None = field(default=None, kw_only=True)
+    scale: int | None = field(default=None, kw_only=True)
 
     @property
     def type_label(self) -> str:
