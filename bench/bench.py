@@ -13,7 +13,13 @@ Run it through ``bench/run`` (see bench/README.md). In one run, on the same data
      the Postgres server's CPU for the same interval is reported separately;
   4. row counts checked exactly against the table (RECORD messages counted on stdout; BATCH
      files decompressed and their lines counted after the timed run);
-  5. a table: tool | rows | seconds | rows/s | peak RSS MB | x best peer | x COPY.
+  5. a table: tool | rows | seconds | rows/s | peak RSS MB | x best peer | x COPY | CPU ...
+
+End to end (the headline), with the configuration meltano.yml ships, read from it at run time:
+``e2e`` (dev: the tap's BATCH parquet into target-postgres, into the ``warehouse`` database),
+``e2e-record`` (the old default as the baseline: RECORD into target-postgres with use_copy) and
+``snowflake-load`` (target-snowflake alone, fed the tap's recorded output, into the Snowflake
+emulator of tests/snowflake_emulator.py: BATCH arrow as in prod, and RECORD).
 
 Peers live in their own virtualenvs under .local/bench/venvs (git-ignored), built on demand.
 Results are also written to .local/bench/results/<rows>.json; the flat-memory check compares
@@ -24,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
+import functools
 import gzip
 import hashlib
 import json
@@ -56,6 +64,10 @@ SOURCE_DB_PREFIX = "bench_"  # one source database per row count: bench_1000000,
 WAREHOUSE_DB = "warehouse"
 DEFAULT_ROWS = 1_000_000
 CHUNK = 500_000  # chunk_size / batch_size, as in the issue
+
+MELTANO_YML = ROOT / "meltano.yml"
+MELTANO_LOADERS = ROOT / ".meltano" / "loaders"
+EXTRACTOR = "tap-gitlab-postgres--main"  # whose per-environment batch_config the bench uses
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from localpg import LocalPostgres, find_bindir  # noqa: E402
@@ -93,6 +105,13 @@ class Result:
         sensitive to other processes than rows/s (they take cores, not cycles)."""
         cpu = (self.cpu_seconds or 0) + (self.pg_cpu_seconds or 0)
         return self.rows / cpu if self.rows is not None and cpu else None
+
+    @property
+    def cpu_s_per_million(self) -> float | None:
+        """CPU seconds of the measured processes (not the Postgres server) per 1M rows."""
+        if not self.rows or self.cpu_seconds is None:
+            return None
+        return self.cpu_seconds / self.rows * 1_000_000
 
 
 class Skip(Exception):
@@ -368,6 +387,7 @@ def run_pipeline(
     stdin_path: Path | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 3600,
+    cwd: Path = ROOT,
 ) -> Run:
     """Run ``stages`` as a shell-style pipeline; the last one's stdout goes to a Counter.
 
@@ -393,7 +413,7 @@ def run_pipeline(
                 popen = subprocess.Popen(
                     [TIME, "-f", "%M", "-o", str(rss_file), *cmd],
                     stdin=prev_out, stdout=subprocess.PIPE, stderr=err, env=env,
-                    cwd=ROOT, bufsize=0,
+                    cwd=cwd, bufsize=0,
                 )  # fmt: skip
             if prev_out not in (subprocess.DEVNULL, None) and hasattr(prev_out, "close"):
                 prev_out.close()  # the child has its own copy
@@ -450,10 +470,26 @@ def _kill(p: Proc) -> None:
         p.popen.kill()
 
 
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b.*")
+
+
+def _exception_line(path: Path) -> str:
+    """The last ``SomeError: ...`` line of a log (a traceback's message), or ""."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return next((ln for ln in reversed(lines) if _EXCEPTION_LINE.match(ln)), "")
+
+
 def _check_rc(run: Run) -> None:
-    for p in run.procs:
+    # Downstream first: a target that fails breaks its tap's pipe, and the tap's error
+    # (BrokenPipeError) would hide the cause.
+    for p in reversed(run.procs):
         if p.rc != 0:
-            raise RuntimeError(f"{p.name} exited {p.rc}; log {p.log}:\n{_tail_file(p.log)}")
+            what = _exception_line(p.log)
+            raise RuntimeError(f"{p.name} exited {p.rc}{': ' + what if what else ''}; "
+                               f"log {p.log}:\n{_tail_file(p.log)}")  # fmt: skip
 
 
 # --------------------------------------------------------------------------- Singer output
@@ -556,7 +592,6 @@ VENV_SPECS: dict[str, tuple[Callable[[], Path | None], list[str]]] = {
     "meltanolabs-tap-postgres": (base_python, ["meltanolabs-tap-postgres==0.10.0"]),
     # Its psycopg2/ujson pins need an older Python (< 3.10).
     "pipelinewise-tap-postgres": (lambda: _python("3.9"), ["pipelinewise-tap-postgres>=2.1,<2.2"]),
-    "target-postgres": (base_python, ["meltanolabs-target-postgres==0.8.1"]),
     "py-spy": (base_python, ["py-spy"]),
 }
 
@@ -599,6 +634,61 @@ def installed_version(venv: Path, dist: str) -> str:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     return out.stdout.strip() or "?"
+
+
+# --------------------------------------------------------------------------- meltano.yml
+
+# The end-to-end tools follow the configuration meltano.yml ships: its loaders' `config`
+# blocks, the batch_config of an environment, the loaders' venvs that `meltano install` built
+# from their pip_url. Only the connections (and the batch storage root) are the bench's.
+
+
+@functools.cache
+def meltano_project() -> dict[str, Any]:
+    import yaml  # the repo's .venv has PyYAML (the tap depends on it)
+
+    return yaml.safe_load(MELTANO_YML.read_text())
+
+
+def loader_config(name: str) -> dict[str, Any]:
+    """The plugin-level ``config`` of meltano.yml's loader ``name`` (a copy)."""
+    for loader in meltano_project()["plugins"]["loaders"]:
+        if loader["name"] == name:
+            return copy.deepcopy(loader.get("config") or {})
+    raise RuntimeError(f"{MELTANO_YML} declares no loader {name}")
+
+
+def environment_batch_config(environment: str, extractor: str = EXTRACTOR) -> dict[str, Any]:
+    """The ``batch_config`` meltano.yml's ``environment`` gives ``extractor`` (a copy)."""
+    for env in meltano_project().get("environments") or []:
+        if env.get("name") != environment:
+            continue
+        for plugin in ((env.get("config") or {}).get("plugins") or {}).get("extractors") or []:
+            config = plugin.get("config") or {}
+            if plugin.get("name") == extractor and "batch_config" in config:
+                return copy.deepcopy(config["batch_config"])
+    raise RuntimeError(f"{MELTANO_YML}: environment {environment} sets no batch_config "
+                       f"for {extractor}")  # fmt: skip
+
+
+def meltano_loader_venv(name: str) -> Path:
+    """The venv `meltano install` built for loader ``name`` (its pinned pip_url)."""
+    venv = MELTANO_LOADERS / name / "venv"
+    if not (venv / "bin" / "python").exists():
+        raise Skip(f"{venv.relative_to(ROOT)} missing (run `make bootstrap`: meltano install)")
+    return venv
+
+
+def _child_with_args(*args: str) -> int | None:
+    """pid of a child of this process whose command line holds every one of ``args``."""
+    for pid in _proc_children().get(os.getpid(), ()):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if all(a.encode() in argv for a in args):
+            return pid
+    return None
 
 
 # --------------------------------------------------------------------------- the source table
@@ -1058,85 +1148,234 @@ class Bench:
         shutil.rmtree(spool, ignore_errors=True)
         return res
 
-    # --- end to end: tap -> MeltanoLabs target-postgres (the local default) -------------
+    # --- end to end: tap -> MeltanoLabs target-postgres (dev) ---------------------------
+    # "e2e": the dev configuration as meltano.yml ships it: the tap with the dev environment's
+    # batch_config (parquet files) | target-postgres with meltano.yml's `config` block.
+    # "e2e-record": the old local default as the named baseline: RECORD messages | the same
+    # target with `use_copy: true` (what meltano.yml shipped before). Both into the bench
+    # Postgres' `warehouse` database, rows counted in the warehouse table; rows/s from the
+    # first spawn to the last exit.
 
-    def target_postgres_config(self) -> dict[str, Any]:
-        # As meltano.yml's dev loader `target-postgres` (into database "warehouse").
-        return {
-            **self.source_config(),
-            "database": WAREHOUSE_DB,
-            "default_target_schema": "tap_postgres",
-            "load_method": "append-only",
-            "add_record_metadata": True,
-            "activate_version": True,
-            "process_activate_version_messages": True,
-            "hard_delete": True,
-            "use_copy": True,
-            "stream_maps": {"*": {"__key_properties__": []}},
-        }
+    def target_postgres_config(self, **overrides: Any) -> dict[str, Any]:
+        """meltano.yml's target-postgres `config` + the bench Postgres (database warehouse)."""
+        return {**loader_config("target-postgres"), **self.source_config(),
+                "database": WAREHOUSE_DB, **overrides}  # fmt: skip
 
-    def _target_cmd(self, tool: str) -> tuple[list[str], str]:
-        venv = ensure_venv("target-postgres")
+    def shipped_batch_config(self, environment: str, tool: str) -> tuple[dict[str, Any], Path]:
+        """``environment``'s batch_config for the tap, its storage root a fresh bench dir."""
+        cfg = environment_batch_config(environment)
+        batch_dir = LOCAL / "batches" / tool
+        cfg["storage"] = {**(cfg.get("storage") or {}), "root": batch_dir.as_uri()}
+        shutil.rmtree(batch_dir, ignore_errors=True)
+        batch_dir.mkdir(parents=True)
+        return cfg, batch_dir
+
+    def _target_cmd(self, tool: str, config: dict[str, Any]) -> tuple[list[str], str]:
+        venv = meltano_loader_venv("target-postgres")
         version = installed_version(venv, "meltanolabs-target-postgres")
-        cfg = self.write_json(f"{tool}.target-config.json", self.target_postgres_config())
+        cfg = self.write_json(f"{tool}.target-config.json", config)
         return [str(venv / "bin" / "target-postgres"), "--config", str(cfg)], version
 
     def _warehouse_rows(self) -> int:
         sql = "SELECT count(*) FROM tap_postgres.gitlab_db_issues"
         return int(self.psql(WAREHOUSE_DB, sql=sql))
 
-    def end_to_end(self, tool: str, mode: str) -> list[Result]:
-        """tap | target-postgres into the warehouse; then each stage alone, for the bottleneck."""
-        target, version = self._target_cmd(tool)
-        out: list[Result] = []
-        label = f"tap-gitlab-postgres {mode.upper()} | target-postgres {version} (warehouse)"
-        res = Result(tool, label, "pipeline", expected_rows=self.expected)
+    def end_to_end(self, tool: str, mode: str) -> Result:
+        """tap | target-postgres into the warehouse: ``batch`` (dev) or ``record`` (old)."""
+        batch_dir = None
         if mode == "batch":
-            cfg, batch_dir = self.batch_config(tool)
-            shutil.rmtree(batch_dir, ignore_errors=True)
-            batch_dir.mkdir(parents=True)
-            tap_config = self.gitlab_config(batch_config=cfg)
+            target_config = self.target_postgres_config()
+            batch_cfg, batch_dir = self.shipped_batch_config("dev", tool)
+            tap_config = self.gitlab_config(batch_config=batch_cfg)
+            target, version = self._target_cmd(tool, target_config)
+            fmt = batch_cfg.get("encoding", {}).get("format", "jsonl")
+            label = (f"e2e, dev: tap BATCH {fmt} ({_count(batch_cfg.get('batch_size'))} "
+                     f"rows/file) | target-postgres {version}, "
+                     f"use_copy {str(target_config.get('use_copy')).lower()}")  # fmt: skip
         else:
+            target_config = self.target_postgres_config(use_copy=True)
             tap_config = self.gitlab_config()
+            target, version = self._target_cmd(tool, target_config)
+            label = (f"e2e, old default: tap RECORD | target-postgres {version}, "
+                     "use_copy true")  # fmt: skip
+        res = Result(tool, label, "pipeline", expected_rows=self.expected)
         tap = self.gitlab_cmd(tap_config, f"{tool}-tap")
         self.pg.create_database(WAREHOUSE_DB, drop=True)
-        run = run_pipeline([(f"{tool}-tap", tap), (f"{tool}-target", target)], self.server)
-        _check_rc(run)
-        self._fill(res, run, self._warehouse_rows())
-        res.extra["per_process_cpu"] = {p.name: round(p.cpu, 1) for p in run.procs}
-        res.extra["per_process_peak_rss_mb"] = {
-            k: round(v / 1024, 1) for k, v in run.per_proc_peak_kb.items()
-        }
-        res.extra["per_process_end_s"] = {p.name: round(p.ended - run.t0, 1) for p in run.procs}
+        try:
+            run = run_pipeline([(f"{tool}-tap", tap), (f"{tool}-target", target)], self.server)
+            _check_rc(run)
+            self._fill(res, run, self._warehouse_rows())
+            if batch_dir is not None:
+                files = [f for f in batch_dir.iterdir() if f.is_file()]
+                res.extra.update(batch_files=len(files),
+                                 batch_bytes=sum(f.stat().st_size for f in files))  # fmt: skip
+        finally:
+            if batch_dir is not None and not self.args.keep_batches:
+                shutil.rmtree(batch_dir, ignore_errors=True)
         tap_p, target_p = run.procs
+        tap_mb = run.per_proc_peak_kb[tap_p.name] / 1024
+        target_mb = run.per_proc_peak_kb[target_p.name] / 1024
+        res.extra.update(
+            per_process_cpu={p.name: round(p.cpu, 1) for p in run.procs},
+            per_process_peak_rss_mb={k: round(v / 1024, 1)
+                                     for k, v in run.per_proc_peak_kb.items()},
+            per_process_end_s={p.name: round(p.ended - run.t0, 1) for p in run.procs},
+            tap_peak_rss_mb=round(tap_mb, 1),
+            target_peak_rss_mb=round(target_mb, 1),
+            target_config={k: v for k, v in target_config.items()
+                           if k not in ("host", "port", "user", "password")},
+            tap_batch_config=tap_config.get("batch_config"),
+        )  # fmt: skip
         res.notes.append(
             f"CPU s: tap {tap_p.cpu:.1f}, target {target_p.cpu:.1f}, Postgres {run.pg_cpu:.1f} "
             f"(wall {run.seconds:.1f}); the tap exited after {tap_p.ended - run.t0:.1f}s; "
-            f"peak RSS tap {run.per_proc_peak_kb[tap_p.name] / 1024:.0f} MB, "
-            f"target {run.per_proc_peak_kb[target_p.name] / 1024:.0f} MB"
+            f"peak RSS tap {tap_mb:.0f} MB, target {target_mb:.0f} MB; rows counted in "
+            f"{WAREHOUSE_DB}.tap_postgres.gitlab_db_issues"
         )
-        out.append(res)
-        if mode == "batch":
-            shutil.rmtree(LOCAL / "batches" / tool, ignore_errors=True)
-            return out
-        # The target alone, fed the tap's recorded output from a file.
-        recorded = WORK / f"{tool}.singer.jsonl"
-        with open(recorded, "wb") as fh:
-            rc = subprocess.run(tap, stdout=fh, stderr=subprocess.DEVNULL, cwd=ROOT,
-                                env=_clean_env(), check=False).returncode  # fmt: skip
-        if rc != 0:
-            raise RuntimeError(f"{tool}: recording the tap output failed (exit {rc})")
-        alone = Result(f"{tool}-target-alone",
-                       f"target-postgres {version} alone (tap output from a file)", "stage",
-                       expected_rows=self.expected)  # fmt: skip
-        self.pg.create_database(WAREHOUSE_DB, drop=True)
-        run = run_pipeline([(f"{tool}-target-alone", target)], self.server, stdin_path=recorded)
-        _check_rc(run)
-        self._fill(alone, run, self._warehouse_rows())
-        alone.notes.append(f"CPU s: target {run.cpu:.1f}, Postgres {run.pg_cpu:.1f}")
-        recorded.unlink()
-        out.append(alone)
+        return res
+
+    # --- target-snowflake alone, into the Snowflake emulator (prod) ---------------------
+    # Two lines, each into a fresh emulator (tests/snowflake_emulator.py: a fakesnow server on
+    # 127.0.0.1, in memory) with database RAW created first: the tap's RECORD output, and its
+    # BATCH output with the prod environment's batch_config (arrow). The tap's output is
+    # recorded first (messages to a file, batch files in a bench dir), untimed; then the real
+    # target-snowflake (Meltano venv, unmodified; only its connection is pointed at the
+    # emulator) is timed alone, fed from that file, with meltano.yml's target-snowflake config.
+    # Counted: the target's process tree only (CPU user+sys, peak RSS), not the emulator
+    # server's work, which stands in for Snowflake's.
+
+    def snowflake_load(self, tool: str) -> list[Result]:
+        if str(ROOT / "tests") not in sys.path:
+            sys.path.append(str(ROOT / "tests"))
+        try:
+            import snowflake_emulator as emu
+        except ImportError as exc:
+            raise Skip(f"tests/snowflake_emulator.py not importable: {exc}") from None
+        python = emu.TARGET_SNOWFLAKE_PYTHON
+        if not python.exists():
+            raise Skip(f"{python.relative_to(ROOT)} missing (run `make bootstrap`: "
+                       "meltano install)")  # fmt: skip
+        version = installed_version(python.parent.parent, "meltanolabs-target-snowflake")
+        prod = environment_batch_config("prod")
+        out = []
+        for mode in ("batch", "record"):
+            name = tool if mode == "batch" else f"{tool}-record"
+            if mode == "batch":
+                what = (f"BATCH {prod.get('encoding', {}).get('format')} "
+                        f"(prod, {_count(prod.get('batch_size'))} rows/file)")
+            else:
+                what = "RECORD"
+            res = Result(name, f"target-snowflake {version} alone, {what} -> Snowflake "
+                         "emulator (fakesnow; target CPU only)", "stage",
+                         expected_rows=self.expected)  # fmt: skip
+            if out and self.args.quiet_wait > 0:
+                wait_quiet(self.args.quiet_wait)
+            try:
+                self._snowflake_line(res, emu, mode)
+            except Exception as exc:  # one failing line must not hide the other
+                res.ok, res.error = False, f"{type(exc).__name__}: {exc}"
+                print(f"bench: {name} FAILED: {exc}", flush=True)
+            out.append(res)
         return out
+
+    def _snowflake_line(self, res: Result, emu: Any, mode: str) -> None:
+        base = LOCAL / "snowflake" / res.tool
+        shutil.rmtree(base, ignore_errors=True)
+        run_dir, tmp = base / "cwd", base / "tmp"  # the target's cwd and TMPDIR
+        run_dir.mkdir(parents=True)
+        tmp.mkdir()
+        # 1. The tap's output, recorded untimed.
+        batch_dir = None
+        if mode == "batch":
+            batch_cfg, batch_dir = self.shipped_batch_config("prod", res.tool)
+            tap_config = self.gitlab_config(batch_config=batch_cfg)
+            res.extra["tap_batch_config"] = batch_cfg
+        else:
+            tap_config = self.gitlab_config()
+        messages = base / "tap-output.singer.jsonl"
+        tap = self.gitlab_cmd(tap_config, f"{res.tool}-input-tap")
+        print(f"bench:   recording the tap's {mode.upper()} output (untimed): {messages}",
+              flush=True)  # fmt: skip
+        LOGS.mkdir(parents=True, exist_ok=True)
+        tap_log = LOGS / f"{res.tool}-input-tap.log"
+        with open(messages, "wb") as fh, open(tap_log, "wb") as err:
+            rc = subprocess.run(tap, stdout=fh, stderr=err, cwd=ROOT, env=_clean_env(),
+                                check=False).returncode  # fmt: skip
+        if rc != 0:
+            raise RuntimeError(f"recording the tap's output failed (exit {rc}); log {tap_log}:\n"
+                               f"{_tail_file(tap_log)}")  # fmt: skip
+        res.extra["input_bytes"] = messages.stat().st_size
+        if batch_dir is not None:
+            files = [f for f in batch_dir.iterdir() if f.is_file()]
+            res.extra.update(batch_files=len(files),
+                             batch_bytes=sum(f.stat().st_size for f in files))  # fmt: skip
+        # 2. The target alone, from that file, into a fresh emulator.
+        config = {**loader_config("target-snowflake"), **emu.FAKESNOW_ACCOUNT}
+        table = (f"{config['database']}.{config['default_target_schema']}."
+                 "gitlab_db_issues").upper()  # fmt: skip
+        cfg_file = self.write_json(f"{res.tool}.target-config.json", config)
+        try:
+            with emu.snowflake_emulator(base / "emulator") as emulator:
+                emulator.query(f"CREATE DATABASE IF NOT EXISTS {config['database']}")
+                server = _child_with_args("serve", str(emulator.port))
+                server_cpu0 = _cpu_ticks(server, with_children=True) / _TICKS if server else 0.0
+                cmd = [str(emu.TARGET_SNOWFLAKE_PYTHON), str(emu.SCRIPT), "run-target",
+                       "--port", str(emulator.port), "--config", str(cfg_file)]  # fmt: skip
+                env = _clean_env({**emu.QUIET_ENV, "TMPDIR": str(tmp)})
+                run = run_pipeline([(f"{res.tool}-target", cmd)], self.server,
+                                   stdin_path=messages, env=env, cwd=run_dir)  # fmt: skip
+                server_cpu = (_cpu_ticks(server, with_children=True) / _TICKS - server_cpu0
+                              if server else None)  # fmt: skip
+                server_mb = _rss_kb(server) / 1024 if server else None
+                _check_rc(run)
+                ((count,),) = emulator.query(f"SELECT count(*) FROM {table}")
+                # Start-up alone, for reading small runs: the same target on the first
+                # SCHEMA message only (imports, login, the table found; no rows).
+                schema_only = base / "schema-only.singer.jsonl"
+                with open(messages, "rb") as fh:
+                    schema_only.write_bytes(next((ln for ln in fh if b'"SCHEMA"' in ln), b""))
+                startup = run_pipeline([(f"{res.tool}-target-startup", cmd)], self.server,
+                                       stdin_path=schema_only, env=env, cwd=run_dir)  # fmt: skip
+                _check_rc(startup)
+        finally:
+            messages.unlink(missing_ok=True)
+            if batch_dir is not None and not self.args.keep_batches:
+                shutil.rmtree(batch_dir, ignore_errors=True)
+        self._fill(res, run, int(count))
+        if server_cpu is not None:  # the emulator is Snowflake's stand-in, not background
+            res.background_cores = max(0.0, res.background_cores - server_cpu / run.seconds)
+        target_mb = run.per_proc_peak_kb[run.procs[0].name] / 1024
+        left = sorted(str(f.relative_to(base)) for d in (run_dir, tmp) for f in d.rglob("*")
+                      if f.is_file())  # fmt: skip
+        res.extra.update(
+            target_cpu_s=round(run.cpu, 2),
+            cpu_s_per_1m_rows=round(run.cpu / max(1, int(count)) * 1e6, 2),
+            target_startup_cpu_s=round(startup.cpu, 2),
+            cpu_s_per_1m_rows_after_startup=round(
+                max(0.0, run.cpu - startup.cpu) / max(1, int(count)) * 1e6, 2),
+            target_peak_rss_mb=round(target_mb, 1),
+            emulator_cpu_s=None if server_cpu is None else round(server_cpu, 1),
+            emulator_rss_mb_after=None if server_mb is None else round(server_mb),
+            target_files_left=left,
+            target_config={k: v for k, v in config.items() if k != "password"},
+        )
+        res.notes.append(
+            "Snowflake's side is the local emulator (fakesnow server, "
+            "tests/snowflake_emulator.py), not Snowflake; only the target's process tree is "
+            f"counted: CPU {run.cpu:.1f} s = "
+            f"{run.cpu / max(1, int(count)) * 1e6:.1f} CPU s per 1M rows, peak RSS "
+            f"{target_mb:.0f} MB (the emulator server: CPU {_fmt(server_cpu, '.1f')} s, RSS "
+            f"{_fmt(server_mb, '.0f')} MB after the load; not counted, not in bg cores); "
+            f"rows counted with SELECT count(*) FROM {table}"
+        )
+        res.notes.append(
+            f"of the target's CPU, start-up (the SCHEMA message alone: imports, login) is "
+            f"{startup.cpu:.1f} s; the rows alone: "
+            f"{res.extra['cpu_s_per_1m_rows_after_startup']:.1f} CPU s per 1M rows"
+        )
+        if left:
+            res.notes.append(f"files the target left in its cwd/TMPDIR ({base}): {len(left)}, "
+                             f"e.g. {left[0]}")  # fmt: skip
 
     # --- profiling (--profile) ----------------------------------------------------------
 
@@ -1187,13 +1426,16 @@ TOOLS: dict[str, tuple[str, Callable[[Bench, str], Result | list[Result]]]] = {
                 lambda b, t: b.target_s3_pump(t, "alone")),
     "s3-pump-pipeline": ("tap RECORD | target-s3-pump, CSV to local S3",
                          lambda b, t: b.target_s3_pump(t, "pipeline")),
-    "e2e": ("tap RECORD | target-postgres 0.8.1 into the warehouse, + target alone",
-            lambda b, t: b.end_to_end(t, "record")),
-    "e2e-batch": ("tap BATCH | target-postgres 0.8.1 (not the local default; opt-in)",
-                  lambda b, t: b.end_to_end(t, "batch")),
+    "e2e": ("end to end, dev config: tap BATCH (dev batch_config) | target-postgres (meltano.yml)",
+            lambda b, t: b.end_to_end(t, "batch")),
+    "e2e-record": ("end to end, the old default: tap RECORD | target-postgres, use_copy: true",
+                   lambda b, t: b.end_to_end(t, "record")),
+    "snowflake-load": ("target-snowflake alone into the local Snowflake emulator (fakesnow), "
+                       "BATCH arrow (prod batch_config) and RECORD; target CPU only",
+                       lambda b, t: b.snowflake_load(t)),
 }
-DEFAULT_TOOLS = [t for t in TOOLS if t != "e2e-batch"]
-PIPELINES = {"s3-pump-pipeline", "e2e", "e2e-batch"}
+DEFAULT_TOOLS = list(TOOLS)
+PIPELINES = {"s3-pump-pipeline", "e2e", "e2e-record", "snowflake-load"}
 
 
 def select_tools(only: str | None, skip: str | None) -> list[str]:
@@ -1256,12 +1498,31 @@ def _fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _first_line(text: str | None, width: int = 120) -> str:
+    """The first line of an error, cut to ``width``: the table keeps one line per tool
+    (``print_notes`` prints the whole error after it)."""
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def print_notes(results: list[Result]) -> None:
+    for r in results:
+        for note in r.notes:
+            print(f"note: {r.tool}: {note}")
+        if not r.ok and not r.skipped and r.error and r.error != _first_line(r.error):
+            print(f"error: {r.tool}: {r.error}")
+
+
+def _count(v: Any) -> str:
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
 def render(results: list[Result], markdown: bool) -> str:
     peers = [r for r in results if r.kind == "peer" and r.ok and r.rows_per_s]
     best_peer = max(peers, key=lambda r: r.rows_per_s or 0, default=None)
     copy = next((r for r in results if r.tool == "copy-binary" and r.ok), None)
     head = ["tool", "rows", "seconds", "rows/s", "peak RSS MB", "x best peer", "x COPY",
-            "CPU s", "PG CPU s", "rows/CPU-s", "bg cores", "check"]
+            "CPU s", "CPU s/1M rows", "PG CPU s", "rows/CPU-s", "bg cores", "check"]
     rows = []
     for r in results:
         rps = r.rows_per_s
@@ -1270,11 +1531,12 @@ def render(results: list[Result], markdown: bool) -> str:
             continue
         vs_peer = rps / best_peer.rows_per_s if rps and best_peer else None
         vs_copy = rps / copy.rows_per_s if rps and copy else None
-        check = "exact" if r.ok else f"FAIL: {r.error}"
+        check = "exact" if r.ok else f"FAIL: {_first_line(r.error)}"
         rows.append([
             r.label, _fmt(r.rows, ","), _fmt(r.seconds, ".2f"), _fmt(rps, ",.0f"),
             _fmt(r.peak_rss_mb, ".0f"), _fmt(vs_peer, ".2f"), _fmt(vs_copy, ".2f"),
-            _fmt(r.cpu_seconds, ".1f"), _fmt(r.pg_cpu_seconds, ".1f"),
+            _fmt(r.cpu_seconds, ".1f"), _fmt(r.cpu_s_per_million, ".1f"),
+            _fmt(r.pg_cpu_seconds, ".1f"),
             _fmt(r.rows_per_cpu_s, ",.0f"), _fmt(r.background_cores, ".2f"), check,
         ])  # fmt: skip
     if markdown:
@@ -1331,6 +1593,34 @@ def goals(results: list[Result], rows: int) -> list[str]:
             if mb is not None:
                 out.append(f"{tool}: target peak RSS {mb:.0f} MB (goal < 150 MB, flat: compare "
                            "--rows runs): " + ("MET" if mb < 150 else "MISSED"))  # fmt: skip
+    # End to end (the headline): the dev configuration into RAW, and the Snowflake load.
+    e2e, baseline = by.get("e2e"), by.get("e2e-record")
+    if e2e:
+        rps = e2e.rows_per_s or 0
+        out.append(f"e2e: {rps:,.0f} rows/s end to end (goal >= 25k): "
+                   + ("MET" if rps >= 25_000 else "MISSED"))  # fmt: skip
+        mb = e2e.extra.get("target_peak_rss_mb")
+        if mb is not None:
+            out.append(f"e2e: target-postgres peak RSS {mb:.0f} MB (goal < 300 MB): "
+                       + ("MET" if mb < 300 else "MISSED"))  # fmt: skip
+        if baseline and baseline.rows_per_s:
+            out.append(f"e2e: {rps / baseline.rows_per_s:.1f}x e2e-record (the old default, "
+                       f"{baseline.rows_per_s:,.0f} rows/s)")  # fmt: skip
+    snow = by.get("snowflake-load")
+    if snow:
+        per = snow.cpu_s_per_million
+        if per is not None:
+            out.append(f"snowflake-load BATCH: {per:.1f} target CPU s per 1M rows (goal <= 15; "
+                       "the emulator's CPU not counted): "
+                       + ("MET" if per <= 15 else "MISSED"))  # fmt: skip
+        mb = snow.extra.get("target_peak_rss_mb")
+        if mb is not None:
+            out.append(f"snowflake-load BATCH: target-snowflake peak RSS {mb:.0f} MB "
+                       "(goal < 400 MB): " + ("MET" if mb < 400 else "MISSED"))  # fmt: skip
+        record = by.get("snowflake-load-record")
+        if per is not None and record and record.cpu_s_per_million:
+            out.append(f"snowflake-load: RECORD {record.cpu_s_per_million:.1f} target CPU s per "
+                       f"1M rows ({record.cpu_s_per_million / per:.1f}x BATCH)")  # fmt: skip
     # Flat memory: compare with saved results of other row counts.
     for path in sorted(RESULTS.glob("*.json")):
         with contextlib.suppress(OSError, ValueError, KeyError):
@@ -1388,9 +1678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{saved['rows']:,} rows, {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, "
               f"{m['date']}")  # fmt: skip
         print(render(results, args.markdown))
-        for r in results:
-            for note in r.notes:
-                print(f"note: {r.tool}: {note}")
+        print_notes(results)
         for line in goals(results, saved["rows"]):
             print(f"goal: {line}")
         return 0
@@ -1449,9 +1737,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{args.rows:,} rows, {info['nproc']} CPUs ({info['cpu']}), {info['memory_gib']} GiB, "
           f"{info['date']}")  # fmt: skip
     print(render(bench.results, args.markdown))
-    for r in bench.results:
-        for note in r.notes:
-            print(f"note: {r.tool}: {note}")
+    print_notes(bench.results)
     for line in goals(bench.results, args.rows):
         print(f"goal: {line}")
     RESULTS.mkdir(parents=True, exist_ok=True)
