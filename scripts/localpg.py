@@ -15,6 +15,8 @@ Module use::
     from localpg import LocalPostgres
     pg = LocalPostgres(Path("/tmp/pg")).start()
     dsn = pg.create_database("demo")
+    replica = pg.start_replica(Path("/tmp/pg-replica"))  # hot standby, streaming from pg
+    replica.stop()
     pg.stop()
 
 CLI (``--datadir DIR`` everywhere except ensure-server)::
@@ -24,6 +26,7 @@ CLI (``--datadir DIR`` everywhere except ensure-server)::
     python scripts/localpg.py status --datadir DIR            # JSON; exit 0 running, 3 not
     python scripts/localpg.py env --datadir DIR               # `export PGHOST=...` lines
     python scripts/localpg.py createdb --datadir DIR NAME [--drop]  # prints the DSN
+    python scripts/localpg.py start-replica --datadir DIR --primary PRIMARY_DIR [--port N]
     python scripts/localpg.py ensure-server   # print bindir; as root apt-installs if missing
 
 Stdlib only; psycopg is used when importable, otherwise the server's own psql.
@@ -45,7 +48,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -304,7 +307,72 @@ class LocalPostgres:
             "log": str(self.log_file),
         }
 
+    def start_replica(
+        self,
+        datadir: Path,
+        port: int | None = None,
+        settings: Mapping[str, str] | None = None,
+    ) -> LocalPostgres:
+        """Clone this running cluster into a hot-standby streaming replica in ``datadir``.
+
+        ``pg_basebackup -R`` (same binaries, as the server user, over TCP to 127.0.0.1 with our
+        superuser password) copies the cluster and writes ``standby.signal`` plus a
+        ``primary_conninfo`` holding that password (``postgresql.auto.conf``, mode 0600). The
+        replica is an ordinary localpg cluster on a free port (or ``port``), with the same
+        superuser and password, read-only, replaying what the primary commits. ``settings``
+        are extra postgresql.conf values for it, written as in the file (e.g.
+        ``{"recovery_min_apply_delay": "'1h'"}``). Stop it with ``stop()``; a later
+        ``LocalPostgres(datadir).start()`` resumes it as a standby. No replication slot: a
+        replica left stopped while the primary writes a lot may need a new base backup.
+        """
+        if not self.is_running():
+            raise LocalPostgresError(f"the primary in {self.datadir} is not running")
+        replica = LocalPostgres(datadir, port=port)
+        if replica.datadir == self.datadir:
+            raise LocalPostgresError("a replica needs its own directory, not the primary's")
+        if (replica.pgdata / "PG_VERSION").is_file():
+            raise LocalPostgresError(
+                f"{replica.pgdata} already holds a cluster; start it with `start` or delete "
+                f"{replica.datadir} for a new replica"
+            )
+        replica._bindir = self._resolve_bindir()  # the primary's major version
+        replica.password = self.password  # a physical copy: same roles, same password
+        replica._prepare_dirs()  # empty pgdata owned by the server user
+        # initdb's pg_hba.conf (--auth-host=scram-sha-256) already has
+        # `host replication all 127.0.0.1/32 scram-sha-256`; wal_level and max_wal_senders
+        # are pinned in _initdb.
+        proc = replica._run_server_cmd(
+            [str(replica._bindir / "pg_basebackup"), "-h", self.host, "-p", str(self.port),
+             "-U", self.user, "-w", "-D", str(replica.pgdata), "-R", "-X", "stream",
+             "--checkpoint=fast", "--no-sync"],
+            timeout=600,
+            extra_env={"PGPASSWORD": self.password},
+        )  # fmt: skip
+        if proc.returncode != 0:
+            shutil.rmtree(replica.pgdata, ignore_errors=True)  # never half a cluster
+            raise LocalPostgresError(
+                f"pg_basebackup from {self.host}:{self.port} failed (exit {proc.returncode}):\n"
+                f"{_tail(proc.stdout + proc.stderr)}"
+            )
+        replica_settings = {
+            # The copied postgresql.conf points at the primary's socket directory.
+            "unix_socket_directories": _conf_quote(replica._socket_dir()),
+            "hot_standby": "on",
+            **(settings or {}),
+        }
+        with (replica.pgdata / "postgresql.conf").open("a") as conf:
+            conf.write(f"\n# --- added by scripts/localpg.py (replica of port {self.port}) ---\n")
+            conf.writelines(f"{key} = {value}\n" for key, value in replica_settings.items())
+        replica._save_state()
+        return replica.start()
+
     # ------------------------------------------------------------------ internals
+
+    def _socket_dir(self) -> str:
+        socket_dir = str(self.pgdata)
+        if len(socket_dir) + len("/.s.PGSQL.65535") > _SOCKET_PATH_MAX:
+            return ""  # too long for a unix socket: TCP only (all we use anyway)
+        return socket_dir
 
     def _start(self, allow_new_port: bool) -> LocalPostgres:
         if (self.pgdata / "PG_VERSION").is_file() and not self._has_state:
@@ -420,18 +488,18 @@ class LocalPostgres:
             raise LocalPostgresError(
                 f"initdb failed (exit {proc.returncode}):\n{_tail(proc.stdout + proc.stderr)}"
             )
-        socket_dir = str(self.pgdata)
-        if len(socket_dir) + len("/.s.PGSQL.65535") > _SOCKET_PATH_MAX:
-            socket_dir = ""  # too long for a unix socket: TCP only (all we use anyway)
         settings = {
             "listen_addresses": "'127.0.0.1'",
-            "unix_socket_directories": _conf_quote(socket_dir),
+            "unix_socket_directories": _conf_quote(self._socket_dir()),
             # Throwaway cluster: trade durability for speed.
             "fsync": "off",
             "synchronous_commit": "off",
             "full_page_writes": "off",
             "shared_buffers": "'32MB'",
             "max_connections": "50",
+            # PG defaults, pinned because start_replica streams from this cluster.
+            "wal_level": "replica",
+            "max_wal_senders": "10",
         }
         with (self.pgdata / "postgresql.conf").open("a") as conf:
             conf.write("\n# --- added by scripts/localpg.py ---\n")
@@ -442,7 +510,10 @@ class LocalPostgres:
         return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
 
     def _run_server_cmd(
-        self, args: Sequence[str], timeout: float = _PG_CTL_TIMEOUT + 30
+        self,
+        args: Sequence[str],
+        timeout: float = _PG_CTL_TIMEOUT + 30,
+        extra_env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run a server program, dropping to SERVER_USER when we are root."""
         args = list(args)
@@ -458,7 +529,7 @@ class LocalPostgres:
             return subprocess.run(
                 args,
                 cwd=self.datadir,  # the server user may not be able to access our cwd
-                env=self._server_env(),
+                env={**self._server_env(), **(extra_env or {})},
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 text=True,
@@ -567,12 +638,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     db_p = cluster_cmd("createdb", "create a database; print its DSN")
     db_p.add_argument("name")
     db_p.add_argument("--drop", action="store_true", help="drop and recreate if it exists")
+    replica_p = cluster_cmd("start-replica", "clone --primary into a streaming hot standby")
+    replica_p.add_argument("--primary", type=Path, required=True, help="the primary's directory")
+    replica_p.add_argument("--port", type=int)
     sub.add_parser("ensure-server", help="print the server bindir; apt-install it when root")
     args = parser.parse_args(argv)
 
     try:
         if args.cmd == "ensure-server":
             print(ensure_bindir())
+            return 0
+        if args.cmd == "start-replica":
+            primary = LocalPostgres(args.primary)
+            if not primary.state_file.exists():
+                raise LocalPostgresError(f"no cluster in {primary.datadir}; run `start` first")
+            replica = primary.start_replica(args.datadir, port=args.port)
+            print(json.dumps(replica.info(), indent=2))
             return 0
         pg = LocalPostgres(args.datadir, port=getattr(args, "port", None))
         if args.cmd == "start":

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import localpg
@@ -231,3 +235,82 @@ def test_cli_env_without_cluster_fails_cleanly(tmp_path: Path) -> None:
     assert result.stderr.startswith("localpg: error: no cluster")
     assert "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "none" / "localpg.json")
+
+
+# --------------------------------------------------------------------------- replicas
+
+
+def _wait_for(dsn: str, sql: str, expected: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (got := _query(dsn, sql)) != expected:
+        assert time.monotonic() < deadline, f"{sql} gave {got!r}, not {expected!r}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def cluster_root() -> Iterator[Path]:
+    """Like tmp_path, but outside /tmp/pytest-of-<user>: a pytest session starting meanwhile
+    (another checkout's) resets that directory to 0700, locking the server user out."""
+    root = Path(tempfile.mkdtemp(prefix="localpg-test-"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_start_replica_streams_and_restarts_as_standby(cluster_root: Path) -> None:
+    primary = LocalPostgres(cluster_root / "p").start()
+    replicas = [LocalPostgres(cluster_root / "r"), LocalPostgres(cluster_root / "r2")]
+    try:
+        with psycopg.connect(primary.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE TABLE t (v text)")
+        replica = primary.start_replica(cluster_root / "r", settings={"work_mem": "'5MB'"})
+        assert replica.port != primary.port
+        assert replica.password == primary.password  # a physical copy: same roles
+        assert stat.S_IMODE(replica.state_file.stat().st_mode) == 0o600
+        assert _query(replica.dsn(), "SELECT pg_is_in_recovery()") is True
+        assert _query(replica.dsn(), "SHOW hot_standby") == "on"
+        assert _query(replica.dsn(), "SHOW work_mem") == "5MB"
+        # Its own socket directory, not the primary's (copied postgresql.conf).
+        assert _query(replica.dsn(), "SHOW unix_socket_directories") == str(replica.pgdata)
+        assert _query(primary.dsn(), "SELECT state FROM pg_stat_replication") == "streaming"
+
+        with psycopg.connect(primary.dsn(), autocommit=True) as conn:
+            conn.execute("INSERT INTO t VALUES ('replayed')")
+        _wait_for(replica.dsn(), "SELECT count(*) FROM t", 1)
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            _query(replica.dsn(), "INSERT INTO t VALUES ('no')")
+
+        with pytest.raises(LocalPostgresError, match="already holds a cluster"):
+            primary.start_replica(cluster_root / "r")
+
+        # A later process only has the directory: it comes back as the same standby.
+        replica.stop()
+        again = LocalPostgres(cluster_root / "r").start()
+        assert again.port == replica.port
+        assert _query(again.dsn(), "SELECT pg_is_in_recovery()") is True
+        assert _query(again.dsn(), "SELECT v FROM t") == "replayed"
+
+        started = _cli(
+            "start-replica",
+            "--datadir",
+            str(cluster_root / "r2"),
+            "--primary",
+            str(primary.datadir),
+        )
+        assert started.returncode == 0, started.stderr
+        assert _query(json.loads(started.stdout)["dsn"], "SELECT pg_is_in_recovery()") is True
+    finally:
+        for server in (*replicas, primary):
+            server.stop("immediate")
+
+
+def test_start_replica_needs_a_running_primary(tmp_path: Path) -> None:
+    result = _cli(
+        "start-replica", "--datadir", str(tmp_path / "r"), "--primary", str(tmp_path / "none")
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("localpg: error: no cluster")
+    with pytest.raises(LocalPostgresError, match="is not running"):
+        LocalPostgres(tmp_path / "stopped").start_replica(tmp_path / "r")
+    assert not (tmp_path / "r").exists()

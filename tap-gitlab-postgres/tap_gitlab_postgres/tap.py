@@ -272,7 +272,8 @@ class TapGitlabPostgres(Tap):
         return RunSettings(
             end_bound=end_bound,
             lookback=timedelta(minutes=config["lookback_minutes"]),
-            max_window=timedelta(hours=config["max_window_hours"]),
+            # float: singer-sdk reads fractional config values as Decimal.
+            max_window=timedelta(hours=float(config["max_window_hours"])),
             chunk_size=config["chunk_size"],
             test_rows=config["test_rows"],
             task_instance=config.get("task_instance") or started.strftime("%Y%m%dT%H%M%SZ"),
@@ -308,10 +309,11 @@ class TapGitlabPostgres(Tap):
             raise SourceError(f"replica_time_sql returned {value!r}, not a timestamp; {refuse}")
         replica_time = value if value.tzinfo else value.replace(tzinfo=UTC)
         lag = datetime.now(UTC) - replica_time
-        if lag > timedelta(hours=self.config["max_replica_lag_hours"]):
+        limit = float(self.config["max_replica_lag_hours"])
+        if lag > timedelta(hours=limit):
             raise SourceError(
                 f"the source's replica time {replica_time.isoformat()} is "
-                f"{lag.total_seconds() / 3600:.1f} h old; {refuse}"
+                f"{lag.total_seconds():.0f} s old, over max_replica_lag_hours {limit:g}; {refuse}"
             )
         self.logger.info(
             "replica time %s (%.0f s behind): incremental windows of %d lag-aware stream(s) end"
