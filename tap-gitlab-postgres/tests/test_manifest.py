@@ -5,7 +5,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from reference import COPIES, REFERENCE, SHARED, reference_dir
+from reference import COPIED, COPIES, REFERENCE, SHARED, reference_dir
 
 from tap_gitlab_postgres.manifest import (
     ConnectionEnv,
@@ -70,8 +70,9 @@ def problems_of(path: Path | list[Path]) -> list[str]:
 def test_reference_copies_are_verbatim() -> None:
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} not present beside the repository")
-    shared = sorted(p.name for p in SHARED.glob("*.yaml"))
-    assert shared == sorted(p.name for p in COPIES.glob("*.yaml"))
+    shared = sorted(p.name for pattern in COPIED for p in SHARED.glob(pattern))
+    assert shared == sorted(p.name for pattern in COPIED for p in COPIES.glob(pattern))
+    assert "gitlab_manifest_tables.sql" in shared
     for name in shared:
         assert (COPIES / name).read_bytes() == (SHARED / name).read_bytes(), name
 
