@@ -22,7 +22,7 @@ DEMO_ARGS ?=
 demo:
 	@python3 scripts/demo $(DEMO_ARGS)
 
-# The Data Pump (docs/README-pump-section.md). The pump extractors' selection comes from
+# The Data Pump (README.md, "The Data Pump"). The pump extractors' selection comes from
 # pumps.yml at run time: pumps-check prints TAP_PUMPS__SELECT / __METADATA (and the same
 # for prod's tap-pumps-snowflake), Meltano reads them. Needs `make demo`'s local S3 running.
 #   make pump                          meltano run pump (dev)

@@ -388,7 +388,7 @@ def test_second_run_carries_every_touched_contact(run2):
     (last_changed > bookmark: every touched user among them) plus those whose last_changed
     is the bookmark itself. After a first run on a new warehouse that second group is large:
     last_changed counts a membership's first SCD snapshot as a change, so every contact with
-    memberships shares run 1's snapshot time, the bookmark (docs/README-pump-section.md)."""
+    memberships shares run 1's snapshot time, the bookmark (README.md, "The Data Pump")."""
     pipe = run2
     _, header, rows = published(pipe, pipe.summary2, CONTACT)
     since = ("last_changed", pipe.state1[f"pumps_sensitive-{CONTACT}"])
