@@ -219,13 +219,18 @@ class Pipeline:
         return json.loads(out)
 
     def record_mode_output(self, extractor: str, config: dict | None = None) -> str:
-        """The extractor's Singer messages in RECORD mode: its resolved config without the
-        environment's ``batch_config`` (an env variable cannot unset an object setting)."""
+        """The extractor's Singer messages in RECORD mode, as `meltano invoke` would run it
+        (its resolved config and catalog with Meltano's selection, no state) but without
+        the environment's ``batch_config`` (an env variable cannot unset an object setting)."""
         config = {k: v for k, v in (config or self.config(extractor)).items()}
         config.pop("batch_config", None)
         path = self.home / f"{extractor}.record-mode.json"
         path.write_text(json.dumps(config))
         path.chmod(0o600)
+        catalog = self.home / f"{extractor}.catalog.json"
+        catalog.write_text(
+            self.meltano("--log-level=warning", "invoke", "--dump=catalog", extractor).stdout
+        )
         # What the dev environment's `env:` gives the extractor (meltano.yml).
         source = {
             "GITLAB_COM_DB_HOST": self.pg.host,
@@ -235,7 +240,7 @@ class Pipeline:
             "GITLAB_COM_DB_NAME": self.source_db,
         }
         done = subprocess.run(
-            [str(TAP), "--config", str(path)],
+            [str(TAP), "--config", str(path), "--catalog", str(catalog)],
             cwd=ROOT,
             env={**self.env(), **source},
             capture_output=True,
