@@ -1442,7 +1442,8 @@ def select_tools(only: str | None, skip: str | None) -> list[str]:
     def expand(spec: str) -> list[str]:
         out = []
         for word in (w.strip() for w in spec.split(",") if w.strip()):
-            matched = [t for t in TOOLS if t == word or t.startswith(word + "-")]
+            # A tool's own name selects it alone; otherwise a prefix selects its family.
+            matched = [word] if word in TOOLS else [t for t in TOOLS if t.startswith(word + "-")]
             if not matched:
                 raise SystemExit(f"bench: unknown tool {word!r}; known: {', '.join(TOOLS)}")
             out += matched
