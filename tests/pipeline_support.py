@@ -213,9 +213,9 @@ class Pipeline:
         proc = self.meltano(*args, check=check)
         return RunResult(started_ms, proc, time.monotonic() - begin)
 
-    def config(self, plugin: str) -> dict:
+    def config(self, plugin: str, env: dict | None = None) -> dict:
         """The config Meltano hands ``plugin`` (``meltano invoke --dump=config``)."""
-        out = self.meltano("--log-level=warning", "invoke", "--dump=config", plugin).stdout
+        out = self.meltano("--log-level=warning", "invoke", "--dump=config", plugin, env=env).stdout
         return json.loads(out)
 
     def record_mode_output(self, extractor: str, config: dict | None = None) -> str:

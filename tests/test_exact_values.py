@@ -90,9 +90,7 @@ PROD_ENV = {
 
 def _prod_config(pipe: Pipeline, plugin: str) -> dict:
     """The config Meltano hands ``plugin`` in the prod environment."""
-    env = {**pipe.env(), **PROD_ENV, "MELTANO_ENVIRONMENT": "prod"}
-    out = pipe.meltano("--log-level=warning", "invoke", "--dump=config", plugin, env=env)
-    return json.loads(out.stdout)
+    return pipe.config(plugin, env={**pipe.env(), **PROD_ENV, "MELTANO_ENVIRONMENT": "prod"})
 
 
 @pytest.fixture(scope="module", params=["emulator", "snowflake"])

@@ -146,17 +146,17 @@ class SourceDatabase:
             ]
         self._load_types({oid for _, oid in described})
         names = self._origin_names({o for o in origins if o[0]})
-        return [
-            Column(
-                name,
-                self._types[oid],
-                names.get(origin, ""),
-                **(dict(zip(("precision", "scale"), decimal, strict=True)))
-                if self._types[oid].name == "numeric"
-                else {},
+        columns = []
+        for (name, oid), origin, (precision, scale) in zip(
+            described, origins, decimals, strict=True
+        ):
+            pg_type = self._types[oid]
+            if pg_type.name != "numeric":
+                precision = scale = None
+            columns.append(
+                Column(name, pg_type, names.get(origin, ""), precision=precision, scale=scale)
             )
-            for (name, oid), origin, decimal in zip(described, origins, decimals, strict=True)
-        ]
+        return columns
 
     def _origin_names(self, origins: set[tuple[int, int]]) -> dict[tuple[int, int], str]:
         """{(table oid, column number): 'table.column'} for warnings about values."""
