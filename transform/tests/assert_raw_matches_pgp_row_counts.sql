@@ -14,29 +14,38 @@
 {%- set counts = source('gitlab_dotcom', 'pgp_row_counts') -%}
 {%- set streams = [] -%}
 {%- if execute -%}
-  {%- set relation = adapter.get_relation(counts.database, counts.schema, counts.identifier) -%}
-  {%- if relation is none -%}
-    {{ exceptions.warn("pgp_row_counts is not in RAW yet: no row counts to check") }}
-  {%- else -%}
-    {%- set streams = run_query("select distinct stream from " ~ counts).columns[0].values() -%}
-  {%- endif -%}
+{%- set relation = adapter.get_relation(counts.database, counts.schema, counts.identifier) -%}
+{%- if relation is none -%}
+{{ exceptions.warn("pgp_row_counts is not in RAW yet: no row counts to check") }}
+{%- else -%}
+{%- set streams = run_query("select distinct stream from " ~ counts).columns[0].values() -%}
+{%- endif -%}
 {%- endif %}
 
 {%- if streams | length == 0 %}
-select 'none' as stream, 'none' as check_name, 0 as expected, 0 as actual
+select
+    'none' as stream,
+    'none' as check_name,
+    0 as expected,
+    0 as actual
 where 1 = 0
 {%- else %}
 with latest as (
     select c.*
     from {{ counts }} as c
-    where c.counted_at = (
-        select max(l.counted_at) from {{ counts }} as l where l.stream = c.stream
-    )
+    where
+        c.counted_at = (
+            select max(l.counted_at) from {{ counts }} as l
+            where l.stream = c.stream
+        )
 ),
 
 raw_by_upload as (
     {%- for stream in streams %}
-    select '{{ stream }}' as stream, _uploaded_at, count(*) as row_count
+    select
+        '{{ stream }}' as stream,
+        _uploaded_at,
+        count(*) as row_count
     from {{ counts.database }}.{{ counts.schema }}.{{ stream }}
     group by _uploaded_at
     {% if not loop.last %}union all{% endif %}
@@ -45,7 +54,10 @@ raw_by_upload as (
 
 raw_by_version as (
     {%- for stream in streams %}
-    select '{{ stream }}' as stream, _sdc_table_version as table_version, count(*) as row_count
+    select
+        '{{ stream }}' as stream,
+        _sdc_table_version as table_version,
+        count(*) as row_count
     from {{ counts.database }}.{{ counts.schema }}.{{ stream }}
     group by _sdc_table_version
     {% if not loop.last %}union all{% endif %}
@@ -60,8 +72,8 @@ loaded as (
         coalesce(max(raw_by_upload.row_count), 0) as actual
     from latest
     left join raw_by_upload
-        on raw_by_upload.stream = latest.stream
-        and raw_by_upload._uploaded_at = latest.uploaded_at
+        on latest.stream = raw_by_upload.stream
+            and latest.uploaded_at = raw_by_upload._uploaded_at
     group by latest.stream, latest.rows_read
 ),
 
@@ -79,17 +91,28 @@ copies as (
         ) as actual
     from latest
     left join raw_by_upload
-        on raw_by_upload.stream = latest.stream
-        and raw_by_upload._uploaded_at = latest.uploaded_at
+        on latest.stream = raw_by_upload.stream
+            and latest.uploaded_at = raw_by_upload._uploaded_at
     left join raw_by_version
-        on raw_by_version.stream = latest.stream
-        and raw_by_version.table_version = latest.table_version
+        on latest.stream = raw_by_version.stream
+            and latest.table_version = raw_by_version.table_version
     where latest.source_rows is not null
     group by latest.stream, latest.source_rows, latest.run_type
 )
 
-select stream, check_name, expected, actual from loaded where actual <> expected
+select
+    stream,
+    check_name,
+    expected,
+    actual
+from loaded
+where actual <> expected
 union all
-select stream, check_name, expected, actual from copies
+select
+    stream,
+    check_name,
+    expected,
+    actual
+from copies
 where abs(actual - expected) > {{ var('pgp_row_count_tolerance') }} * expected
 {%- endif %}

@@ -25,7 +25,9 @@
     unique_key:    dedup key(s) of pgp_incremental_latest (default: key)
     updated_at:    tie-breaker of pgp_incremental_latest
 -#}
-{% macro pgp_flag_deletes(relation, keys_relation, key='id', unique_key=none, updated_at='updated_at') -%}
+{% macro pgp_flag_deletes(
+    relation, keys_relation, key='id', unique_key=none, updated_at='updated_at'
+) -%}
 {%- set keys_table = none -%}
 {%- if execute -%}
     {%- set keys_table = adapter.get_relation(

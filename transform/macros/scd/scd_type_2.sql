@@ -21,7 +21,9 @@
 {%- set keys = [unique_key] if unique_key is string else unique_key -%}
 {%- set row_values = [] -%}
 {%- for column in columns -%}
-    {%- do row_values.append("coalesce(cast(raw_rows." ~ column ~ " as " ~ dbt.type_string() ~ "), '<null>')") -%}
+    {%- do row_values.append(
+        "coalesce(cast(raw_rows." ~ column ~ " as " ~ dbt.type_string() ~ "), '<null>')"
+    ) -%}
     {%- if not loop.last %}{% do row_values.append("'|'") %}{% endif -%}
 {%- endfor -%}
 {%- set partition_by = keys | join(', ') -%}

@@ -33,8 +33,10 @@ select
         when 10 then 'internal'
         when 20 then 'public'
     end as visibility,
-    (internal_self.namespace_id is not null
-        or internal_top.namespace_id is not null) as is_internal_namespace,
+    (
+        internal_self.namespace_id is not null
+        or internal_top.namespace_id is not null
+    ) as is_internal_namespace,
     statistics.storage_size,
     statistics.shared_runners_seconds,
     statistics.dependency_proxy_size,
@@ -42,10 +44,10 @@ select
     namespaces.updated_at
 from namespaces
 left join internal_names
-    on internal_names.namespace_id = namespaces.namespace_id
+    on namespaces.namespace_id = internal_names.namespace_id
 left join statistics
-    on statistics.namespace_id = namespaces.namespace_id
+    on namespaces.namespace_id = statistics.namespace_id
 left join internal_namespaces as internal_self
-    on internal_self.namespace_id = namespaces.namespace_id
+    on namespaces.namespace_id = internal_self.namespace_id
 left join internal_namespaces as internal_top
-    on internal_top.namespace_id = namespaces.ultimate_parent_namespace_id
+    on namespaces.ultimate_parent_namespace_id = internal_top.namespace_id

@@ -34,15 +34,17 @@ select
     projects.archived as is_archived,
     projects.mirror as is_mirror,
     projects.star_count,
-    (internal_projects.project_id is not null
-        or coalesce(namespaces.is_internal_namespace, false)) as is_internal_project,
+    (
+        internal_projects.project_id is not null
+        or coalesce(namespaces.is_internal_namespace, false)
+    ) as is_internal_project,
     projects.created_at,
     projects.updated_at,
     projects.last_activity_at
 from projects
 left join internal_details
-    on internal_details.project_id = projects.project_id
+    on projects.project_id = internal_details.project_id
 left join namespaces
-    on namespaces.namespace_id = projects.namespace_id
+    on projects.namespace_id = namespaces.namespace_id
 left join internal_projects
-    on internal_projects.project_id = projects.project_id
+    on projects.project_id = internal_projects.project_id

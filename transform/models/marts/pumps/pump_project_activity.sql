@@ -7,58 +7,68 @@ with projects as (
 
 ), events as (
 
+    -- one row per counted event: the project, the day and what happened
     select
         project_id,
         cast(created_at as date) as report_date,
-        1 as issues_created, 0 as issues_closed, 0 as merge_requests_created,
-        0 as notes_created, 0 as ci_builds_created, 0 as ci_builds_failed
+        'issue_created' as event_type
     from {{ ref('gitlab_dotcom_issues_source') }}
 
     union all
 
     select
         project_id,
-        cast(closed_at as date),
-        0, 1, 0, 0, 0, 0
+        cast(closed_at as date) as report_date,
+        'issue_closed' as event_type
     from {{ ref('gitlab_dotcom_issues_source') }}
     where closed_at is not null
 
     union all
 
     select
-        target_project_id,
-        cast(created_at as date),
-        0, 0, 1, 0, 0, 0
+        target_project_id as project_id,
+        cast(created_at as date) as report_date,
+        'merge_request_created' as event_type
     from {{ ref('gitlab_dotcom_merge_requests_source') }}
 
     union all
 
     select
         project_id,
-        cast(created_at as date),
-        0, 0, 0, 1, 0, 0
+        cast(created_at as date) as report_date,
+        'note_created' as event_type
     from {{ ref('gitlab_dotcom_notes_source') }}
 
     union all
 
     select
         project_id,
-        cast(created_at as date),
-        0, 0, 0, 0, 1,
-        case when status = 'failed' then 1 else 0 end
+        cast(created_at as date) as report_date,
+        'ci_build_created' as event_type
     from {{ ref('gitlab_dotcom_ci_builds_source') }}
+
+    union all
+
+    -- a failed job counts on the day it was created, like its ci_build_created
+    select
+        project_id,
+        cast(created_at as date) as report_date,
+        'ci_build_failed' as event_type
+    from {{ ref('gitlab_dotcom_ci_builds_source') }}
+    where status = 'failed'
 
 ), daily as (
 
     select
         project_id,
         report_date,
-        sum(issues_created) as issues_created,
-        sum(issues_closed) as issues_closed,
-        sum(merge_requests_created) as merge_requests_created,
-        sum(notes_created) as notes_created,
-        sum(ci_builds_created) as ci_builds_created,
-        sum(ci_builds_failed) as ci_builds_failed
+        sum(case when event_type = 'issue_created' then 1 else 0 end) as issues_created,
+        sum(case when event_type = 'issue_closed' then 1 else 0 end) as issues_closed,
+        sum(case when event_type = 'merge_request_created' then 1 else 0 end)
+            as merge_requests_created,
+        sum(case when event_type = 'note_created' then 1 else 0 end) as notes_created,
+        sum(case when event_type = 'ci_build_created' then 1 else 0 end) as ci_builds_created,
+        sum(case when event_type = 'ci_build_failed' then 1 else 0 end) as ci_builds_failed
     from events
     where project_id is not null
         and report_date is not null
@@ -81,4 +91,4 @@ select
     daily.ci_builds_failed
 from daily
 left join projects
-    on projects.project_id = daily.project_id
+    on daily.project_id = projects.project_id

@@ -28,22 +28,27 @@ with users as (
 
     select
         memberships.user_id,
-        count(distinct case when memberships.source_type = 'Namespace' then memberships.source_id end)
-            as group_membership_count,
-        count(distinct case when memberships.source_type = 'Project' then memberships.source_id end)
-            as project_membership_count,
+        count(
+            distinct case when memberships.source_type = 'Namespace' then memberships.source_id end
+        ) as group_membership_count,
+        count(
+            distinct case when memberships.source_type = 'Project' then memberships.source_id end
+        ) as project_membership_count,
         max(memberships.access_level) as highest_access_level,
-        {{ dbt.bool_or("memberships.source_type = 'Namespace' and memberships.access_level >= 50") }}
-            as is_group_namespace_owner,
-        {{ dbt.bool_or("internal_namespaces.namespace_id is not null or internal_projects.project_id is not null") }}
-            as is_member_of_internal_namespace
+        {{ dbt.bool_or(
+            "memberships.source_type = 'Namespace' and memberships.access_level >= 50"
+        ) }} as is_group_namespace_owner,
+        {{ dbt.bool_or(
+            "internal_namespaces.namespace_id is not null"
+            ~ " or internal_projects.project_id is not null"
+        ) }} as is_member_of_internal_namespace
     from memberships
     left join internal_namespaces
         on memberships.source_type = 'Namespace'
-        and internal_namespaces.namespace_id = memberships.source_id
+            and memberships.source_id = internal_namespaces.namespace_id
     left join internal_projects
         on memberships.source_type = 'Project'
-        and internal_projects.project_id = memberships.source_id
+            and memberships.source_id = internal_projects.project_id
     group by memberships.user_id
 
 ), membership_changes as (
@@ -90,15 +95,17 @@ select
     coalesce(membership_summary.project_membership_count, 0) as project_membership_count,
     membership_summary.highest_access_level,
     coalesce(membership_summary.is_group_namespace_owner, false) as is_group_namespace_owner,
-    coalesce(membership_summary.is_member_of_internal_namespace, false) as is_member_of_internal_namespace,
-    {{ greatest_ignore_nulls(['users.updated_at', 'membership_changes.last_membership_change_at']) }}
-        as last_changed
+    coalesce(membership_summary.is_member_of_internal_namespace, false)
+        as is_member_of_internal_namespace,
+    {{ greatest_ignore_nulls([
+        'users.updated_at', 'membership_changes.last_membership_change_at'
+    ]) }} as last_changed
 from users
 inner join names
-    on names.user_id = users.user_id
+    on users.user_id = names.user_id
 left join membership_summary
-    on membership_summary.user_id = users.user_id
+    on users.user_id = membership_summary.user_id
 left join membership_changes
-    on membership_changes.user_id = users.user_id
+    on users.user_id = membership_changes.user_id
 where users.email is not null
     and users.email <> ''

@@ -1,3 +1,7 @@
 {#- Latest row per id of RAW namespaces, deleted ones included and flagged (pgp_is_deleted,
     pgp_is_deleted_updated_at from the deletes pass, macros/deletes/pgp_flag_deletes.sql). -#}
-{{ pgp_flag_deletes(source('gitlab_dotcom', 'namespaces'), source('gitlab_dotcom', 'namespaces_pks'), 'id') }}
+{{ pgp_flag_deletes(
+    source('gitlab_dotcom', 'namespaces'),
+    source('gitlab_dotcom', 'namespaces_pks'),
+    'id'
+) }}
