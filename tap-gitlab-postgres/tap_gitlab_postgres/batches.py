@@ -24,15 +24,15 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from uuid import uuid4
 
 from singer_sdk.batch import BaseBatcher, lazy_chunked_generator
-from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
 
 from tap_gitlab_postgres.client import SourceError
 from tap_gitlab_postgres.schema import ArrowKind
+from tap_gitlab_postgres.sdk_compat import BaseBatchFileEncoding, BatchConfig
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -162,7 +162,7 @@ class JsonlBatchFiles:
         self.sync_id = f"{stream.tap_name}--{stream.name}-{uuid4()}"
         self.files = 0
         self._stack: ExitStack | None = None
-        self._out: BinaryIO | None = None
+        self._out: IO[bytes] | gzip.GzipFile | None = None
         self._name = ""
         self._rows = 0
 
@@ -206,13 +206,13 @@ class JsonlBatchFiles:
             self._stack.close()
             self._stack, self._out, self._rows = None, None, 0
 
-    def _open(self) -> BinaryIO:
+    def _open(self) -> IO[bytes] | gzip.GzipFile:
         self.files += 1
         storage = self.config.storage
         suffix = ".json.gz" if self.gzip else ".json"
         self._name = f"{storage.prefix or ''}{self.sync_id}-{self.files}{suffix}"
         stack = ExitStack()
-        out: BinaryIO = stack.enter_context(storage.open(self._name, "wb"))
+        out: IO[bytes] | gzip.GzipFile = stack.enter_context(storage.open(self._name, "wb"))
         if self.gzip:
             # Level 1: the files are short-lived transport; speed matters more than size.
             out = stack.enter_context(gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1))
@@ -523,7 +523,7 @@ def _json_lists(texts: pa.ChunkedArray, list_type: pa.ListType) -> pa.Array:
     import pyarrow as pa
 
     as_text = pa.types.is_string(list_type.value_type)
-    values = []
+    values: list[list | None] = []
     for text in texts.to_pylist():
         if text is None:
             values.append(None)
@@ -537,10 +537,11 @@ def _json_lists(texts: pa.ChunkedArray, list_type: pa.ListType) -> pa.Array:
 
 
 class ArrowRecordBatcher(BaseBatcher):
-    """singer-sdk's batcher for the ``arrow`` format (entry point
-    ``singer_sdk.batch_encoders``), for streams that batch Python records through the SDK
-    (e.g. ``pgp_row_counts``): one Arrow IPC file per ``batch_size`` records, the schema
-    inferred by pyarrow as singer-sdk's own Parquet batcher does."""
+    """The ``arrow`` format for streams of Python records (``pgp_row_counts``): one Arrow
+    IPC file per ``batch_size`` records, the schema inferred by pyarrow as singer-sdk's own
+    Parquet batcher does. Called directly, never registered as a
+    ``singer_sdk.batch_encoders`` entry point (singer-sdk 0.55 registers its own
+    ``arrow``)."""
 
     def get_batches(self, records: Iterator[dict]) -> Iterator[list[str]]:
         import pyarrow as pa

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import psycopg
 from psycopg.abc import PQGen
-from psycopg.generators import WAIT_R, _fetch_many
-from psycopg.pq import ExecStatus
+from psycopg.generators import WAIT_R
 
 from tap_gitlab_postgres.manifest import ConnectionEnv
 from tap_gitlab_postgres.schema import CLAMP_MARK, CLAMPED_JSON, Column, PgType
+from tap_gitlab_postgres.sdk_compat import finish_copy_out
 from tap_gitlab_postgres.sqltext import quote_ident, sql_string
 
 
@@ -58,11 +58,11 @@ class ConnectionSettings:
 
         e = env_names
         values = {
-            "host": pick("host", e and e.host),
-            "port": pick("port", e and e.port),
-            "user": pick("user", e and e.user),
-            "password": pick("password", e and e.password),
-            "database": pick("database", e and e.database),
+            "host": pick("host", e.host if e else None),
+            "port": pick("port", e.port if e else None),
+            "user": pick("user", e.user if e else None),
+            "password": pick("password", e.password if e else None),
+            "database": pick("database", e.database if e else None),
         }
         missing = [k for k in ("host", "user", "database") if not values[k]]
         if missing:
@@ -75,6 +75,8 @@ class ConnectionSettings:
         except ValueError:
             raise SourceError(f"setting 'port' is not a number: {values['port']!r}") from None
         timeout = config.get("statement_timeout")
+        if timeout is not None and not isinstance(timeout, int | float | str):
+            raise SourceError(f"setting 'statement_timeout' is not a number: {timeout!r}")
         return cls(
             host=str(values["host"]),
             port=port,
@@ -82,7 +84,7 @@ class ConnectionSettings:
             password=values["password"],
             database=str(values["database"]),
             sslmode=str(config["sslmode"]) if config.get("sslmode") else None,
-            statement_timeout_ms=int(timeout) if timeout else None,  # type: ignore[call-overload]
+            statement_timeout_ms=int(timeout) if timeout else None,
         )
 
     def describe(self) -> str:
@@ -176,6 +178,12 @@ class SourceDatabase:
             cur.execute(sql)
             row = cur.fetchone()
         return None if row is None else row[0]
+
+    def fetch_count(self, sql: str) -> int:
+        count = self.fetch_value(sql)
+        if not isinstance(count, int):
+            raise SourceError(f"no count from {sql[:80]}: {count!r}")
+        return count
 
     def fetch_row(self, sql: str) -> tuple:
         with self.connect().cursor() as cur:
@@ -402,10 +410,7 @@ class CsvReader:
                     pass
                 pgconn.consume_input()
             else:
-                results = yield from _fetch_many(pgconn)
-                if len(results) != 1 or results[0].status != ExecStatus.COMMAND_OK:
-                    raise psycopg.errors.error_from_result(results[-1], encoding=pgconn._encoding)
-                self._copy._finished = True
+                yield from finish_copy_out(self._conn, self._copy)
                 self.done = True
                 return n
 

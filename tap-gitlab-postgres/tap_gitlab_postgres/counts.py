@@ -19,9 +19,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk import Stream
-from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
 
-from tap_gitlab_postgres.batches import remove_earlier_files
+from tap_gitlab_postgres.batches import ArrowRecordBatcher, remove_earlier_files
+from tap_gitlab_postgres.sdk_compat import BaseBatchFileEncoding, BatchConfig
 
 if TYPE_CHECKING:
     from tap_gitlab_postgres.streams import PgpStream
@@ -63,7 +63,14 @@ class RowCountsStream(Stream):
         self, batch_config: BatchConfig, context: Any = None
     ) -> Iterable[tuple[BaseBatchFileEncoding, list[str]]]:
         remove_earlier_files(batch_config, self.tap_name, self.name)
-        return super().get_batches(batch_config, context)
+        if batch_config.encoding.format != "arrow":
+            yield from super().get_batches(batch_config, context)
+            return
+        # The tap's own Arrow writer, not the SDK's batcher registry: singer-sdk 0.55
+        # registers an `arrow` batcher of its own, and which of two wins is undefined.
+        batcher = ArrowRecordBatcher(self.tap_name, self.name, batch_config)
+        for manifest in batcher.get_batches(iter(self.get_records(context))):
+            yield batch_config.encoding, manifest
 
     def get_records(self, context: Any) -> Iterable[dict]:
         for stream in self.streams:

@@ -92,7 +92,7 @@ class KeySetStream(PgpStream):
         state = self.stream_state
         query, allow = self.table.query, self.run.allow
         version = max(int(uploaded_at), int(state.get("table_version") or 0) + 1)
-        self._stream_version = version
+        self.table_version = version
         self.logger.info("%s: deletes pass, version %d", self.name, version)
         yield Rows(query.keys_sql(allow))
         keys = self.rows_read
@@ -108,5 +108,6 @@ class KeySetStream(PgpStream):
         yield Checkpoint()
         self.logger.info("%s: %d primary keys", self.name, keys)
 
-    def _where(self) -> str:
+    @property
+    def where(self) -> str:
         return f"{self.table.source_file.name}: table '{self.table.key}' (deletes pass)"

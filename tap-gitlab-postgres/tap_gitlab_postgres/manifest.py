@@ -229,10 +229,10 @@ def _where(path: Path, table: str | None) -> str:
 
 
 # libyaml's parser when available: several times faster on GitLab's big manifests.
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Loader(_SafeLoader):
+class _Loader(_SafeLoader):  # type: ignore[valid-type,misc]  # chosen at import time
     """SafeLoader that records duplicate mapping keys (plain YAML keeps only the last)."""
 
     def __init__(self, stream: str) -> None:

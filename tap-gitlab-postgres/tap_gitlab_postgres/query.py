@@ -364,7 +364,7 @@ def _parse_statement(import_query: str, filtering: str | None) -> exp.Query:
     return statement
 
 
-def _output_name(item: exp.Expression) -> str | None:
+def _output_name(item: exp.Expr) -> str | None:
     """The name Postgres gives a select item's column, when it is a column or aliased."""
     node = item.args.get("alias") if isinstance(item, exp.Alias) else item
     if isinstance(node, exp.Column):
@@ -437,7 +437,7 @@ def _primary_key_column(statement: exp.Query, primary_key: str) -> str:
 # --- time window --------------------------------------------------------------
 
 
-def _window_mentions(node: exp.Expression) -> Iterator[tuple[exp.Expression, str]]:
+def _window_mentions(node: exp.Expr) -> Iterator[tuple[exp.Expr, str]]:
     """Leaves holding a window dummy, with the placeholder name."""
     for leaf in node.find_all(exp.Literal, exp.Identifier, exp.Var):
         if isinstance(leaf.this, str):
@@ -445,7 +445,7 @@ def _window_mentions(node: exp.Expression) -> Iterator[tuple[exp.Expression, str
                 yield leaf, match.group(1).upper()
 
 
-def _conjuncts(node: exp.Expression) -> list[exp.Expression]:
+def _conjuncts(node: exp.Expr) -> list[exp.Expr]:
     if isinstance(node, exp.And):
         return [*_conjuncts(node.this), *_conjuncts(node.expression)]
     if isinstance(node, exp.Paren) and isinstance(node.this, exp.And):
@@ -453,7 +453,7 @@ def _conjuncts(node: exp.Expression) -> list[exp.Expression]:
     return [node]
 
 
-def _window_column(conjunct: exp.Expression) -> exp.Column | None:
+def _window_column(conjunct: exp.Expr) -> exp.Column | None:
     """The column of `col BETWEEN <window> AND <window>` or `col <op> <window>`."""
     node = conjunct.unnest()
     if isinstance(node, exp.Between):
@@ -518,7 +518,7 @@ def _strip_window(statement: exp.Query) -> tuple[str, str]:
             )
 
     rest = [c for c in conjuncts if not any(c is w for w in window)]
-    if rest:
+    if rest and where is not None:  # (rest is never empty without a WHERE)
         where.set("this", reduce(lambda a, b: exp.And(this=a, expression=b), rest))
     else:
         statement.set("where", None)

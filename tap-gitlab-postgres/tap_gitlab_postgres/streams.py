@@ -22,17 +22,15 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from singer_sdk import Stream, metrics
-from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
-from singer_sdk.singerlib import SchemaMessage
 
 from tap_gitlab_postgres.batches import open_batch_files
 from tap_gitlab_postgres.client import SourceDatabase, SourceError, first_line
 from tap_gitlab_postgres.manifest import LoadType, ManifestTable
-from tap_gitlab_postgres.query import Window
+from tap_gitlab_postgres.query import Key, Window
 from tap_gitlab_postgres.schema import Column, fingerprint
+from tap_gitlab_postgres.sdk_compat import BaseBatchFileEncoding, BatchConfig, CheckpointStream
 from tap_gitlab_postgres.sqltext import sql_string
 
 if TYPE_CHECKING:
@@ -92,7 +90,7 @@ class RunReport:
     source_rows: int | None  # after a complete copy only
 
 
-class PgpStream(Stream):
+class PgpStream(CheckpointStream):
     run_report: RunReport | None = None  # set when this run's plan finished
     replica_time: datetime | None = None  # set by the tap before a sync of a lag-aware stream
 
@@ -112,6 +110,7 @@ class PgpStream(Stream):
         self.columns = columns
         self.source = source
         self.run = run
+        self.record_failure = tap.record_failure
         self.fingerprint = fingerprint(columns)
         properties = {c.name: c.json_schema() for c in columns}
         properties[UPLOADED_AT] = {"type": ["number", "null"]}
@@ -129,23 +128,11 @@ class PgpStream(Stream):
     # singer-sdk's catalog keeps only standard JSON-schema keys, so the precision and
     # scale of an x-singer.decimal property (which SQL targets read to create
     # DECIMAL(p, s)) are put back into the SCHEMA messages here.
-    def _generate_schema_messages(self) -> Iterator[SchemaMessage]:
+    def amend_schema(self, schema: dict) -> None:
         annotations = {c.name: c.decimal_annotations for c in self.columns}
-        for message in super()._generate_schema_messages():
-            for name, prop in message.schema.get("properties", {}).items():
-                if prop.get("format") == "x-singer.decimal" and annotations.get(name):
-                    prop.update(annotations[name])
-            yield message
-
-    # The SDK would track a max replication value per record; bookmarks here move only
-    # when a whole window or chunk is done, in _checkpoint.
-    def _increment_stream_state(self, latest_record: Any, *, context: Any = None) -> None:
-        pass
-
-    def get_record_counter(self, **kwargs: Any) -> metrics.Counter:
-        # Kept so records written past the SDK still count in its record_count metric.
-        self._record_counter = super().get_record_counter(**kwargs)
-        return self._record_counter
+        for name, prop in schema.get("properties", {}).items():
+            if prop.get("format") == "x-singer.decimal" and annotations.get(name):
+                prop.update(annotations[name])
 
     def get_records(self, context: Any) -> Iterable[dict]:
         fast = self._can_write_raw()
@@ -159,7 +146,7 @@ class PgpStream(Stream):
                 elif isinstance(step, Checkpoint):
                     self._checkpoint()
                 else:
-                    self._write_activate_version_message(step.version)
+                    self.write_activate_version(step.version)
         except (psycopg.Error, SourceError) as exc:
             self._fail(exc)
 
@@ -175,13 +162,12 @@ class PgpStream(Stream):
                 if isinstance(step, Rows):
                     yield from batch.write(step.sql)
                 elif isinstance(step, Checkpoint):
-                    self.state_manager.is_flushed = False
                     if batch.pending:
                         yield from batch.close()  # the SDK sends the state after this BATCH
                     else:
-                        self._write_state_message()
+                        self.write_state()
                 else:
-                    self._write_activate_version_message(step.version)
+                    self.write_activate_version(step.version)
         except (psycopg.Error, SourceError) as exc:
             batch.discard()  # rows of the unfinished window or chunk
             self._fail(exc)
@@ -204,7 +190,7 @@ class PgpStream(Stream):
         self.logger.info("%s: %d rows read from the source", self.name, self.rows_read)
         source_rows = None
         if self._run_type in ("snapshot", "full_sync") and self.run.count_source_rows:
-            source_rows = self.source.fetch_value(self.table.query.count_sql(self.run.allow))
+            source_rows = self.source.fetch_count(self.table.query.count_sql(self.run.allow))
         self.run_report = RunReport(
             run_type=self._run_type,
             uploaded_at=f"{uploaded_at:.6f}",
@@ -215,15 +201,15 @@ class PgpStream(Stream):
 
     def _fail(self, exc: Exception) -> None:
         """A failing query fails this stream only; its state stays at the last checkpoint."""
-        self._tap.record_failure(
-            self.name, f"{self._where()}: {first_line(exc)} (after {self.rows_read} rows)"
+        self.record_failure(
+            self.name, f"{self.where}: {first_line(exc)} (after {self.rows_read} rows)"
         )
 
     # --- the plan of each load type -------------------------------------------------
 
     def _snapshot(self, state: dict, uploaded_at: float) -> Iterator[Step]:
         self._run_type = "snapshot"
-        self._stream_version = None  # snapshots append; nothing is ever deactivated
+        self.table_version = None  # snapshots append; nothing is ever deactivated
         yield Rows(self.table.query.full_sql(self.run.allow))
         state["schema_fingerprint"] = self.fingerprint
         state["last_snapshot_at"] = _iso(datetime.fromtimestamp(uploaded_at, UTC))
@@ -275,7 +261,7 @@ class PgpStream(Stream):
 
     def _full_sync(self, state: dict, full: dict) -> Iterator[Step]:
         self._run_type = "full_sync"
-        self._stream_version = full["version"]
+        self.table_version = full["version"]
         for item in self._chunks(full["last_key"]):
             if isinstance(item, Rows):
                 yield item
@@ -287,7 +273,7 @@ class PgpStream(Stream):
         if self.rows_read > before:
             self.logger.warning(
                 "%s: %d rows have a NULL primary key '%s'; loaded, but dbt cannot deduplicate them",
-                self._where(),
+                self.where,
                 self.rows_read - before,
                 self.table.primary_key,
             )
@@ -318,7 +304,7 @@ class PgpStream(Stream):
 
     def _incremental(self, state: dict) -> Iterator[Step]:
         self._run_type = "incremental"
-        self._stream_version = state["table_version"]
+        self.table_version = state["table_version"]
         begin = datetime.fromisoformat(state["replication_key_value"]) - self.run.lookback
         end_bound = self._end_bound()
         if begin >= end_bound:
@@ -332,7 +318,7 @@ class PgpStream(Stream):
 
     def _load_by_id(self, state: dict) -> Iterator[Step]:
         self._run_type = "load_by_id"
-        self._stream_version = state["table_version"]
+        self.table_version = state["table_version"]
         for item in self._chunks(state.get("replication_key_value")):
             if isinstance(item, Rows):
                 yield item
@@ -348,7 +334,7 @@ class PgpStream(Stream):
         # A newer version but never activated: the test rows sit beside the warehouse copy
         # (never replacing it), and the next real full sync retires them with everything old.
         keyed = self.table.load_type is not LoadType.SCD
-        self._stream_version = _next_version(state) if keyed else None
+        self.table_version = _next_version(state) if keyed else None
         yield Rows(self.table.query.limited_sql(self.run.allow, self.run.test_rows))
 
     def _chunks(self, after: Any) -> Iterator[Rows | Any]:
@@ -362,8 +348,9 @@ class PgpStream(Stream):
             )
             if bound is None:
                 return
-            yield Rows(query.chunk_sql(allow, after, bound))
-            after = state_key(bound)
+            upto = state_key(bound)
+            yield Rows(query.chunk_sql(allow, after, upto))
+            after = upto
             yield after
 
     # --- emitting -------------------------------------------------------------------
@@ -398,7 +385,7 @@ class PgpStream(Stream):
         for block in lines:
             rows = block.count(b"\n")
             self.rows_read += rows
-            self._record_counter.increment(rows)
+            self.count_records(rows)
             out.write(block)
         out.flush()
 
@@ -408,15 +395,11 @@ class PgpStream(Stream):
             # singer-sdk reads a bookmark (and logs "Starting incremental sync ... with
             # bookmark value") only when the state names its replication key.
             state["replication_key"] = self.replication_key
-        self.state_manager.is_flushed = False
-        self._write_state_message()
+        self.write_state()
 
     @property
-    def table_version(self) -> int | None:
-        """The version records of this run are tagged with (None: appended, unversioned)."""
-        return self._stream_version
-
-    def _where(self) -> str:
+    def where(self) -> str:
+        """The manifest table, for messages."""
         return f"{self.table.source_file.name}: table '{self.table.key}'"
 
 
@@ -429,6 +412,6 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
 
 
-def state_key(value: Any) -> Any:
+def state_key(value: object) -> Key:
     """A primary key as it can live in JSON state (and come back as a SQL literal)."""
     return value if isinstance(value, int | str) else str(value)

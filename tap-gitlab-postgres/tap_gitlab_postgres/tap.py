@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from singer_sdk import Stream, Tap
+from singer_sdk import Stream
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 
@@ -19,8 +21,14 @@ from tap_gitlab_postgres.batches import BATCH_CONFIG_SCHEMA
 from tap_gitlab_postgres.client import ConnectionSettings, SourceDatabase, SourceError, first_line
 from tap_gitlab_postgres.counts import RowCountsStream
 from tap_gitlab_postgres.deletes import KeySetStream, has_deletes_pass
-from tap_gitlab_postgres.manifest import ManifestError, load_connection_file, load_manifest
+from tap_gitlab_postgres.manifest import (
+    Manifest,
+    ManifestError,
+    load_connection_file,
+    load_manifest,
+)
 from tap_gitlab_postgres.schema import Column
+from tap_gitlab_postgres.sdk_compat import ScopedSyncTap
 from tap_gitlab_postgres.streams import PgpStream, RunSettings
 
 # Whether the source is a replica, and the commit time of the last transaction it replayed.
@@ -29,15 +37,23 @@ REPLICA_TIME_SQL = "SELECT pg_is_in_recovery(), pg_last_xact_replay_timestamp()"
 # sqlglot explains its Postgres array-index handling at INFO on every parse: noise here.
 logging.getLogger("sqlglot").setLevel(logging.WARNING)
 
-DEFAULT_PROJECTS_CSV = "transform/seeds/internal_gitlab_projects.csv"
-DEFAULT_NAMESPACES_CSV = "transform/seeds/internal_gitlab_namespaces.csv"
+PROJECTS_SETTING = "internal_projects_csv"
+NAMESPACES_SETTING = "internal_namespaces_csv"
+# The allow-list settings each {INTERNAL_*} placeholder is filled from.
+PLACEHOLDER_SETTINGS = {
+    "INTERNAL_PROJECT_IDS": (PROJECTS_SETTING,),
+    "INTERNAL_PROJECT_PATHS": (PROJECTS_SETTING,),
+    "INTERNAL_NAMESPACE_IDS": (NAMESPACES_SETTING,),
+    "INTERNAL_NAMESPACE_PATHS": (NAMESPACES_SETTING,),
+    "INTERNAL_PATHS": (NAMESPACES_SETTING, PROJECTS_SETTING),
+}
 
 
 class StreamsFailed(Exception):
     """Some streams failed; the others finished and their state was emitted."""
 
 
-class TapGitlabPostgres(Tap):
+class TapGitlabPostgres(ScopedSyncTap):
     name = "tap-gitlab-postgres"
 
     config_jsonschema = th.PropertiesList(
@@ -175,15 +191,13 @@ class TapGitlabPostgres(Tap):
             description="Value of _task_instance (default: the run's UTC start time).",
         ),
         th.Property(
-            "internal_projects_csv",
+            PROJECTS_SETTING,
             th.StringType,
-            default=DEFAULT_PROJECTS_CSV,
             description="Allow list behind {INTERNAL_PROJECT_IDS} / _PATHS.",
         ),
         th.Property(
-            "internal_namespaces_csv",
+            NAMESPACES_SETTING,
             th.StringType,
-            default=DEFAULT_NAMESPACES_CSV,
             description="Allow list behind {INTERNAL_NAMESPACE_IDS} / _PATHS.",
         ),
     ).to_dict()
@@ -211,12 +225,8 @@ class TapGitlabPostgres(Tap):
                 config["connection_info_path"], config["database_type"]
             )
         source = self._source = SourceDatabase(ConnectionSettings.resolve(config, env_names))
-        run = self._run_settings(
-            uses_allow_lists=any(
-                p.startswith("INTERNAL_") for t in manifest.tables for p in t.placeholders
-            )
-        )
-        streams = []
+        run = self._run_settings(self._allow_lists(manifest))
+        streams: list[Stream] = []
         for table in manifest.tables:
             where = f"{table.source_file.name}: table '{table.key}'"
             try:
@@ -246,7 +256,7 @@ class TapGitlabPostgres(Tap):
                 # A manifest table already has that stream name: neither may be mixed up.
                 self.record_failure(
                     stream.name,
-                    f"{stream._where()}: stream name {stream.name!r} is also a manifest"
+                    f"{stream.where}: stream name {stream.name!r} is also a manifest"
                     " table's; its deletes pass is skipped",
                 )
                 streams.remove(stream)
@@ -256,7 +266,28 @@ class TapGitlabPostgres(Tap):
             streams.append(RowCountsStream(self, tables))
         return streams
 
-    def _run_settings(self, *, uses_allow_lists: bool) -> RunSettings:
+    def _allow_lists(self, manifest: Manifest) -> AllowLists:
+        """The allow lists behind the manifest's ``{INTERNAL_*}`` placeholders; each list
+        a placeholder needs must be set (the plugin assumes no repository layout)."""
+        used = False
+        for table in manifest.tables:
+            for placeholder in table.placeholders:
+                for setting in PLACEHOLDER_SETTINGS.get(placeholder, ()):
+                    used = True
+                    if not self.config.get(setting):
+                        raise AllowListError(
+                            f"{table.source_file.name}: table '{table.key}' uses "
+                            f"{{{placeholder}}}, but setting '{setting}' (the allow list CSV) "
+                            "is not set"
+                        )
+        if not used:
+            return AllowLists.empty()
+        projects, namespaces = (self.config.get(s) for s in (PROJECTS_SETTING, NAMESPACES_SETTING))
+        return AllowLists.load(
+            Path(projects) if projects else None, Path(namespaces) if namespaces else None
+        )
+
+    def _run_settings(self, allow: AllowLists) -> RunSettings:
         config = self.config
         started = datetime.now(UTC)
         end_bound = started
@@ -264,11 +295,6 @@ class TapGitlabPostgres(Tap):
             end_bound = _parse_timestamp(config["execution_date"], "execution_date")
             if end_bound.tzinfo is None:
                 end_bound = end_bound.replace(tzinfo=UTC)
-        allow = AllowLists.empty()
-        if uses_allow_lists:
-            allow = AllowLists.load(
-                Path(config["internal_projects_csv"]), Path(config["internal_namespaces_csv"])
-            )
         return RunSettings(
             end_bound=end_bound,
             lookback=timedelta(minutes=config["lookback_minutes"]),
@@ -359,10 +385,11 @@ class TapGitlabPostgres(Tap):
         finally:
             self._close_source()
 
-    def sync_all(self) -> None:  # type: ignore[misc]
+    @contextmanager
+    def sync_scope(self) -> Iterator[None]:
         try:
             self._check_replica()
-            super().sync_all()
+            yield
         finally:
             self._close_source()
         if self.failures:

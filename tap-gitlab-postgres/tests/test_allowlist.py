@@ -1,11 +1,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import psycopg
 import pytest
+import yaml
 
 from tap_gitlab_postgres.allowlist import AllowListError, AllowLists
 from tap_gitlab_postgres.sqltext import sql_string
+from tap_gitlab_postgres.streams import PgpStream
+from tap_gitlab_postgres.tap import TapGitlabPostgres
 
 DATA = Path(__file__).parent / "data"
 PROJECTS = DATA / "internal_gitlab_projects.csv"
@@ -93,3 +98,59 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "nope.csv"
     with pytest.raises(AllowListError, match=r"nope\.csv: allow-list file not found"):
         AllowLists.load(PROJECTS, missing)
+
+
+def _tap_with(
+    tmp_path: Path, filtering: str, dsn: str | None = None, **settings: str
+) -> TapGitlabPostgres:
+    table = {
+        "import_db": "GITLAB_DB",
+        "export_schema": "gitlab_com",
+        "export_table": "issues",
+        "export_table_primary_key": "id",
+        "import_query": "SELECT id, project_id FROM issues",
+        "additional_filtering": filtering,
+    }
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(yaml.safe_dump({"tables": {"issues": table}}))
+    url = urlsplit(dsn or "postgresql://u@localhost/d")
+    config = {
+        "manifest_path": str(manifest),
+        **{"host": url.hostname, "port": url.port or 5432, "user": url.username},
+        **{"password": url.password or "", "database": url.path.lstrip("/")},
+    }
+    return TapGitlabPostgres(config={**config, **settings}, validate_config=True)
+
+
+@pytest.mark.parametrize(
+    ("placeholder", "setting"),
+    [
+        ("INTERNAL_PROJECT_IDS", "internal_projects_csv"),
+        ("INTERNAL_NAMESPACE_PATHS", "internal_namespaces_csv"),
+        ("INTERNAL_PATHS", "internal_namespaces_csv"),
+    ],
+)
+def test_a_placeholder_needs_its_allow_list_setting(
+    tmp_path: Path, placeholder: str, setting: str
+) -> None:
+    # No database is reached: the allow lists are settled before any query.
+    with pytest.raises(AllowListError) as exc:
+        _tap_with(tmp_path, f"WHERE project_id IN {{{placeholder}}}")
+    assert str(exc.value) == (
+        f"manifest.yaml: table 'issues' uses {{{placeholder}}}, but setting '{setting}'"
+        " (the allow list CSV) is not set"
+    )
+
+
+def test_only_the_lists_a_manifest_uses_are_needed(tmp_path: Path, fresh_db: str) -> None:
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE issues (id bigint PRIMARY KEY, project_id bigint)")
+    tap = _tap_with(
+        tmp_path,
+        "WHERE project_id IN {INTERNAL_PROJECT_IDS}",
+        fresh_db,
+        internal_projects_csv=str(PROJECTS),
+    )
+    stream = tap.streams["gitlab_db_issues"]
+    assert isinstance(stream, PgpStream)
+    assert stream.run.allow == AllowLists.load(PROJECTS, None)
