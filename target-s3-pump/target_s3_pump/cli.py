@@ -39,6 +39,7 @@ from target_s3_pump.pumps import (
     meltano_selection,
     meltano_yml,
 )
+from target_s3_pump.settings import default_of
 
 ENV_PREFIX = "TARGET_S3_PUMP_"
 PROG = "pumps-check"
@@ -138,16 +139,20 @@ def _resolve(args: argparse.Namespace) -> tuple[PumpsFile, Schemas, PumpSettings
             file=sys.stderr,
         )
     schemas = Schemas(
-        pumps=args.pumps_schema or os.environ.get(f"{ENV_PREFIX}PUMPS_SCHEMA") or "pumps",
+        pumps=args.pumps_schema
+        or os.environ.get(f"{ENV_PREFIX}PUMPS_SCHEMA")
+        or str(default_of("pumps_schema")),
         sensitive=args.sensitive_schema
         or os.environ.get(f"{ENV_PREFIX}PUMPS_SENSITIVE_SCHEMA")
-        or "pumps_sensitive",
+        or str(default_of("pumps_sensitive_schema")),
     )
     return load_pumps(pumps_path, stages=stages), schemas, None
 
 
 def _table(pumps: PumpsFile, schemas: Schemas, settings: PumpSettings | None) -> str:
-    rows = [("model", "stream", "replication", "files", "stage", "owner")]
+    rows: list[tuple[str, ...]] = [
+        ("model", "stream", "replication", "files", "stage", "owner")
+    ]
     if settings is not None:
         rows[0] += ("location",)
     for p in pumps:

@@ -1,4 +1,6 @@
-"""Target settings, checked together with pumps.yml before anything is read or written."""
+"""PumpSettings: the target's settings, checked against their declaration
+(:mod:`target_s3_pump.settings`) and parsed together with pumps.yml, before anything is read
+or written."""
 
 from __future__ import annotations
 
@@ -7,17 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from target_s3_pump.pumps import Pump, PumpsFile, PumpsFileError, Schemas, load_pumps
+from singer_sdk.typing import DEFAULT_JSONSCHEMA_VALIDATOR
 
-FORMATS = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet"}
-COMPRESSIONS = ("none", "gzip")
-ENCRYPTIONS = ("AES256", "aws:kms", "none")
-HEADER_CASES = ("as_is", "upper", "lower")
+from target_s3_pump.pumps import Pump, PumpsFile, PumpsFileError, Schemas, load_pumps
+from target_s3_pump.settings import FORMATS, SETTINGS
+
 INTERVAL_FORMAT = "%Y_%m_%d__%H%M%S"  # GitLab's file names: 2024_09_27__050000
-MIN_MULTIPART_MB = 5  # S3's smallest multipart part
-# boto3 client settings (read by s3.make_client, checked here): name -> default.
-DEFAULT_MAX_ATTEMPTS = 5
-TIMEOUT_SETTINGS = {"s3_connect_timeout_seconds": 10, "s3_read_timeout_seconds": 120}
 
 
 class PumpConfigError(ValueError):
@@ -77,118 +74,65 @@ class PumpSettings:
         return self.default_location
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], now: datetime) -> PumpSettings:
-        """Validate everything; raise :class:`PumpConfigError` listing each problem once."""
-        problems: list[str] = []
+    def from_config(
+        cls, config: Mapping[str, Any], now: datetime, schema: Mapping[str, Any] | None = None
+    ) -> PumpSettings:
+        """Check ``config`` against ``schema`` (default: the target's settings) and parse it;
+        raise :class:`PumpConfigError` listing each problem once, one line each."""
+        check = ConfigCheck(config, schema or SETTINGS.to_dict())
         default = None
-        if config.get("bucket"):
-            default = Location(str(config["bucket"]), _prefix(config.get("prefix")))
-        elif config.get("prefix"):
-            problems.append("setting 'prefix' is set but 'bucket' is not")
+        bucket, prefix = check.value("bucket"), check.value("prefix")
+        if bucket:
+            default = Location(bucket, _prefix(prefix))
+        elif prefix:
+            check.problem("setting 'prefix' is set but 'bucket' is not")
+        stages = _stages(check, default)
 
-        stages: dict[str, Location] = {}
-        raw_stages = normalize_stages(config.get("stages") or {})
-        if not isinstance(raw_stages, Mapping):
-            problems.append("setting 'stages' must map stage names to {bucket, prefix}")
-            raw_stages = {}
-        for name, stage in raw_stages.items():
-            if not isinstance(stage, Mapping):
-                problems.append(f"setting 'stages.{name}' must be a mapping with bucket/prefix")
-                continue
-            unknown = sorted(set(stage) - {"bucket", "prefix"})
-            if unknown:
-                problems.append(f"setting 'stages.{name}': unknown key(s) {', '.join(unknown)}")
-            bucket = stage.get("bucket") or (default.bucket if default else None)
-            if not bucket:
-                problems.append(f"setting 'stages.{name}' has no bucket and 'bucket' is not set")
-                continue
-            stages[str(name)] = Location(str(bucket), _prefix(stage.get("prefix")))
-
-        fmt = config.get("format") or "csv"
-        compression = config.get("compression") or "none"
-        header_case = config.get("header_case") or "as_is"
-        encryption = config.get("server_side_encryption") or "AES256"
-        for setting, value, allowed in (
-            ("format", fmt, tuple(FORMATS)),
-            ("compression", compression, COMPRESSIONS),
-            ("header_case", header_case, HEADER_CASES),
-            ("server_side_encryption", encryption, ENCRYPTIONS),
-        ):
-            if value not in allowed:
-                problems.append(
-                    f"setting '{setting}' must be one of {', '.join(allowed)}, got {value!r}"
-                )
-        kms_key_id = config.get("sse_kms_key_id") or None
+        fmt, compression = check.value("format"), check.value("compression")
+        header_case, encryption = check.value("header_case"), check.value("server_side_encryption")
+        kms_key_id = check.value("sse_kms_key_id")
         if kms_key_id and encryption != "aws:kms":
-            problems.append("setting 'sse_kms_key_id' needs server_side_encryption 'aws:kms'")
-
-        max_rows = config.get("max_rows_per_file", 1_000_000)
-        if not isinstance(max_rows, int) or isinstance(max_rows, bool) or max_rows < 1:
-            problems.append(
-                f"setting 'max_rows_per_file' must be a positive integer, got {max_rows!r}"
-            )
-        chunk_mb = config.get("multipart_chunk_size_mb", 16)
-        if (
-            not isinstance(chunk_mb, int)
-            or isinstance(chunk_mb, bool)
-            or chunk_mb < MIN_MULTIPART_MB
-        ):
-            problems.append(
-                "setting 'multipart_chunk_size_mb' must be an integer >= "
-                f"{MIN_MULTIPART_MB}, got {chunk_mb!r}"
-            )
-
-        max_attempts = config.get("max_attempts", DEFAULT_MAX_ATTEMPTS)
-        if max_attempts is not None and (
-            not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1
-        ):
-            problems.append(
-                f"setting 'max_attempts' must be a positive integer, got {max_attempts!r}"
-            )
-        for setting, default_seconds in TIMEOUT_SETTINGS.items():
-            seconds = config.get(setting, default_seconds)
-            if seconds is not None and (
-                not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0
-            ):
-                problems.append(f"setting '{setting}' must be a positive number, got {seconds!r}")
+            check.problem("setting 'sse_kms_key_id' needs server_side_encryption 'aws:kms'")
+        max_rows = check.value("max_rows_per_file")
+        chunk_mb = check.value("multipart_chunk_size_mb")
 
         interval_end = now
-        if config.get("interval_end"):
+        given_end = check.value("interval_end")
+        if given_end:  # a date-time string by the schema; its format is checked here
             try:
-                interval_end = parse_timestamp(str(config["interval_end"]))
+                interval_end = parse_timestamp(given_end)
             except ValueError:
-                problems.append(
+                check.problem(
                     "setting 'interval_end' must be an ISO 8601 date-time "
-                    f"(e.g. 2024-09-27T05:00:00Z), got {config['interval_end']!r}"
+                    f"(e.g. 2024-09-27T05:00:00Z), got {given_end!r}"
                 )
         interval_end = interval_end.astimezone(timezone.utc).replace(microsecond=0)
 
         schemas = Schemas(
-            pumps=str(config.get("pumps_schema") or "pumps"),
-            sensitive=str(config.get("pumps_sensitive_schema") or "pumps_sensitive"),
+            pumps=check.value("pumps_schema") or "",
+            sensitive=check.value("pumps_sensitive_schema") or "",
         )
-        if schemas.pumps.casefold() == schemas.sensitive.casefold():
-            problems.append("settings 'pumps_schema' and 'pumps_sensitive_schema' must differ")
+        if schemas.pumps and schemas.pumps.casefold() == schemas.sensitive.casefold():
+            check.problem("settings 'pumps_schema' and 'pumps_sensitive_schema' must differ")
+        check.report_the_rest()
 
-        pumps_path = config.get("pumps_file")
         pumps: PumpsFile | None = None
-        if not pumps_path:
-            problems.append("setting 'pumps_file' (path of pumps.yml) is required")
-        else:
+        pumps_path = check.value("pumps_file")
+        if pumps_path:
             try:
-                pumps = load_pumps(pumps_path, stages=stages.keys() | raw_stages.keys())
+                pumps = load_pumps(pumps_path, stages=stage_names(check.given("stages")))
             except PumpsFileError as exc:
-                problems += exc.problems
+                check.problems += exc.problems
         if pumps is not None and default is None:
-            problems += [
-                f"{pumps.path}:{p.line}: pump '{p.model}' has no stage and setting 'bucket' "
-                "is not set"
-                for p in pumps
-                if p.stage is None
-            ]
+            for p in pumps:
+                if p.stage is None:
+                    check.problem(
+                        f"{pumps.path}:{p.line}: pump '{p.model}' has no stage and setting "
+                        "'bucket' is not set"
+                    )
 
-        if problems or pumps is None:
-            raise PumpConfigError(problems)
+        if check.problems or pumps is None:
+            raise PumpConfigError(check.problems)
         return cls(
             pumps=pumps,
             schemas=schemas,
@@ -205,7 +149,107 @@ class PumpSettings:
         )
 
 
+class ConfigCheck:
+    """A config checked against its JSON schema: each setting's problem as one line naming it,
+    worded from the setting's declaration, reported when the parser reads the setting (so
+    problems come in the parser's order, each once)."""
+
+    def __init__(self, config: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
+        self.config = config
+        self.properties: Mapping[str, Any] = schema.get("properties") or {}
+        self.problems: list[str] = []
+        self._pending: dict[str, str] = {}  # setting path -> its first problem
+        for name in schema.get("required") or ():
+            if not config.get(name):
+                self._pending[name] = f"setting '{name}' is required"
+        for error in DEFAULT_JSONSCHEMA_VALIDATOR(schema).iter_errors(config):
+            if error.validator != "required":
+                path = ".".join(map(str, error.absolute_path))
+                self._pending.setdefault(path, _wording(path, error.schema, error.instance))
+
+    def given(self, name: str) -> Any:
+        """The setting as given (None when absent), whatever its problems."""
+        return self.config.get(name)
+
+    def value(self, name: str) -> Any:
+        """The setting's value (absent, null or empty: its declared default); None, with its
+        problems reported, when it does not match its declaration."""
+        problems = [p for path, p in self._pending.items() if path.partition(".")[0] == name]
+        if problems:
+            self.problems += problems
+            for path in [path for path in self._pending if path.partition(".")[0] == name]:
+                del self._pending[path]
+            return None
+        value = self.config.get(name)
+        if value is None or value == "":
+            return self.properties.get(name, {}).get("default", value)
+        return value
+
+    def problem(self, line: str) -> None:
+        self.problems.append(line)
+
+    def report_the_rest(self) -> None:
+        """Problems of the settings the parser does not read (e.g. ones boto3 reads)."""
+        self.problems += self._pending.values()
+        self._pending.clear()
+
+
+_NOUNS = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "a mapping",
+    "array": "a list",
+}
+
+
+def _wording(path: str, declaration: Mapping[str, Any], value: Any) -> str:
+    """``setting 'x' must be <what the declaration allows>, got <value>``."""
+    if not path:  # the config itself
+        return f"the config must be a mapping of settings, got {value!r}"
+    return f"setting '{path}' must be {_allowed(declaration)}, got {value!r}"
+
+
+def _allowed(declaration: Mapping[str, Any]) -> str:
+    if "enum" in declaration:
+        return "one of " + ", ".join(str(v) for v in declaration["enum"] if v is not None)
+    declared = declaration.get("type", [])
+    types = [t for t in ([declared] if isinstance(declared, str) else declared) if t != "null"]
+    low, above = declaration.get("minimum"), declaration.get("exclusiveMinimum")
+    if types == ["integer"] and low is not None:
+        return "a positive integer" if low == 1 else f"an integer >= {low}"
+    if types == ["number"] and above == 0:
+        return "a positive number"
+    return " or ".join(_NOUNS.get(t, t) for t in types) or "valid"
+
+
 STAGE_KEYS = ("bucket", "prefix")
+
+
+def _stages(check: ConfigCheck, default: Location | None) -> dict[str, Location]:
+    raw = normalize_stages(check.value("stages") or {})
+    stages: dict[str, Location] = {}
+    for name, stage in raw.items():
+        if not isinstance(stage, Mapping):
+            check.problem(f"setting 'stages.{name}' must be a mapping with bucket/prefix")
+            continue
+        unknown = sorted(set(stage) - set(STAGE_KEYS))
+        if unknown:
+            check.problem(f"setting 'stages.{name}': unknown key(s) {', '.join(unknown)}")
+        bucket = stage.get("bucket") or (default.bucket if default else None)
+        if not bucket:
+            check.problem(f"setting 'stages.{name}' has no bucket and 'bucket' is not set")
+            continue
+        stages[str(name)] = Location(str(bucket), _prefix(stage.get("prefix")))
+    return stages
+
+
+def stage_names(raw: Any) -> set[str]:
+    """The stages a ``stages`` setting names, valid or not (so a pump naming a stage that is
+    configured wrongly is not reported as naming an unknown stage too)."""
+    stages = normalize_stages(raw or {})
+    return {str(name) for name in stages} if isinstance(stages, Mapping) else set()
 
 
 def normalize_stages(raw: Any) -> Any:
@@ -231,6 +275,14 @@ def normalize_stages(raw: Any) -> Any:
             continue
         stages[name] = value
     return stages
+
+
+def fill_defaults(config: dict[str, Any], schema: Mapping[str, Any]) -> None:
+    """Set absent settings to their declared defaults, in place (what singer-sdk's config
+    validator does; the SDK reads its own settings' defaults from the config)."""
+    for name, declaration in (schema.get("properties") or {}).items():
+        if "default" in declaration:
+            config.setdefault(name, declaration["default"])
 
 
 def parse_timestamp(text: str) -> datetime:

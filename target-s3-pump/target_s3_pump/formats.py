@@ -18,7 +18,6 @@ Each writer writes one local part file; the caller rotates and uploads them.
 
 from __future__ import annotations
 
-import datetime as dt
 import gzip
 import io
 import re
@@ -31,6 +30,8 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 import msgspec
 from singer_sdk.singerlib.json import serialize_json
 
+from target_s3_pump.values import header_names, plain_text
+
 if TYPE_CHECKING:
     from target_s3_pump.rows import RowType
 
@@ -41,27 +42,6 @@ CONTENT_TYPES = {
     "jsonl": "application/x-ndjson",
     "parquet": "application/vnd.apache.parquet",
 }
-
-
-class ConversionError(ValueError):
-    """A value cannot be written in the pump's format."""
-
-
-def plain_text(value: Any) -> str:
-    """A non-null value as text, unquoted."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, Decimal)):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, (dict, list)):
-        return serialize_json(value, ensure_ascii=False)
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    return str(value)
 
 
 def csv_text(value: Any) -> str:
@@ -96,9 +76,10 @@ def csv_rows(
     return "\n".join(map(",".join, zip(*texts, strict=True))) + "\n" if records else ""
 
 
-def _column(records: Sequence[Mapping[str, Any]], column: str) -> list[Any]:
+def _column(records: Sequence[Any], column: str) -> list[Any]:
+    """A column of dict records (or of other mappings, the slower way)."""
     try:
-        return list(map(dict.get, records, repeat(column, len(records))))  # type: ignore[arg-type]
+        return list(map(dict.get, records, repeat(column, len(records))))
     except TypeError:  # records that are not dicts
         return [r.get(column) for r in records]
 
@@ -129,14 +110,6 @@ def _column_texts(values: list[Any]) -> Sequence[str]:
     if kinds <= {bool, _NONE}:
         return ["" if v is None else "true" if v else "false" for v in values]
     return [csv_text(v) for v in values]
-
-
-def header_names(columns: Sequence[str], header_case: str) -> list[str]:
-    if header_case == "upper":
-        return [c.upper() for c in columns]
-    if header_case == "lower":
-        return [c.lower() for c in columns]
-    return list(columns)
 
 
 class PartWriter(Protocol):

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from target_s3_pump.formats import ConversionError, header_names, plain_text
+from target_s3_pump.values import ConversionError, header_names, plain_text
 
 
 def _json_types(prop: Mapping[str, Any]) -> tuple[set[str], str | None]:

@@ -36,11 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from target_s3_pump.config import Location, PumpSettings
-from target_s3_pump.formats import CONTENT_TYPES, ConversionError, CsvPart, open_part
+from target_s3_pump.formats import CONTENT_TYPES, CsvPart, open_part
 from target_s3_pump.pumps import Pump
 from target_s3_pump.s3 import S3Error, S3Store
 from target_s3_pump.spool import PumpSpool
 from target_s3_pump.streaming import PumpStreamer
+from target_s3_pump.values import ConversionError
 
 MARKER_NAME = "_SUCCESS.json"
 MARKER_CONTENT_TYPE = "application/json"

@@ -127,7 +127,7 @@ class PumpsFile:
 # --------------------------------------------------------------------------- loading
 
 
-class _Mapping(dict):  # type: ignore[type-arg]
+class _Mapping(dict[Any, Any]):
     """A YAML mapping that remembers its line (1-based)."""
 
     line: int = 0
@@ -143,7 +143,7 @@ class _Loader(yaml.SafeLoader):
     def construct_line_mapping(self, node: yaml.MappingNode) -> _Mapping:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)
             try:
                 duplicate = key in seen
                 seen.add(key)
@@ -187,14 +187,14 @@ def parse_pumps(text: str, path: Path, stages: Collection[str] | None = None) ->
     where = str(path)
     loader = _Loader(text)
     try:
-        data = loader.get_single_data()  # type: ignore[no-untyped-call]
+        data = loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise PumpsFileError([f"{where}{at}: invalid YAML: {problem}"]) from None
     finally:
-        loader.dispose()  # type: ignore[no-untyped-call]
+        loader.dispose()
 
     problems = [f"{where}:{line}: duplicate key '{key}'" for line, key in loader.duplicates]
     if not isinstance(data, dict):
@@ -290,6 +290,7 @@ def _parse_entry(
 
     if len(problems) > before:
         return None
+    assert isinstance(model, str)  # else a problem was added above
     return Pump(
         model=model,
         timestamp_column=column,

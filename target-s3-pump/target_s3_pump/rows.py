@@ -19,7 +19,7 @@ A missing nullable property reads as None, as ``dict.get`` gives for a dict reco
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any, Literal, Union
@@ -63,15 +63,15 @@ class RowType:
         )
         message = msgspec.defstruct(
             "RecordMessage",
-            [("type", Literal["RECORD"]), ("stream", Literal[stream]), ("record", row)],  # type: ignore[valid-type]
+            [("type", Literal["RECORD"]), ("stream", Literal[stream]), ("record", row)],
             gc=False,
         )
         # A RECORD line of this stream -> its message (the row is ``.record``); raises
         # ``msgspec.MsgspecError`` for any other line.
         decoder = msgspec.json.Decoder(message, float_hook=Decimal)
-        self.decode_line = decoder.decode
+        self.decode_line: Callable[[bytes | str], Any] = decoder.decode
         # Lines of such messages -> the messages (blank lines skipped); raises as above.
-        self.decode_lines = decoder.decode_lines
+        self.decode_lines: Callable[[bytes | str], list[Any]] = decoder.decode_lines
         self._unchecked = [(self._attributes[c], types) for c, types in unchecked.items()]
 
     @classmethod

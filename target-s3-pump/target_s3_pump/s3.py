@@ -14,6 +14,7 @@ Permissions needed on the pump prefixes: ``s3:PutObject``, ``s3:DeleteObject``,
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -24,7 +25,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from target_s3_pump.config import DEFAULT_MAX_ATTEMPTS, TIMEOUT_SETTINGS
+from target_s3_pump.settings import default_of
 
 MIB = 1024 * 1024
 _BUCKET_ERRORS = {"404": "does not exist", "NoSuchBucket": "does not exist", "403": "access denied"}
@@ -64,12 +65,9 @@ def make_client(config: Mapping[str, Any]) -> Any:
     return session.client("s3", endpoint_url=config.get("endpoint_url") or None, config=boto_config)
 
 
-_CLIENT_DEFAULTS: dict[str, int] = {"max_attempts": DEFAULT_MAX_ATTEMPTS, **TIMEOUT_SETTINGS}
-
-
 def _setting(config: Mapping[str, Any], name: str) -> Any:
     value = config.get(name)
-    return _CLIENT_DEFAULTS[name] if value is None else value
+    return default_of(name) if value is None else value
 
 
 class S3Store:
@@ -163,7 +161,12 @@ class S3Store:
         return str(response["UploadId"])
 
     def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, body: bytes | IO[bytes]
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        body: bytes | IO[bytes] | io.RawIOBase,
     ) -> str:
         try:
             response = self.client.upload_part(

@@ -8,21 +8,19 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from singer_sdk.sinks import BatchSink
 
 from target_s3_pump.rows import RowType
+from target_s3_pump.sdk_compat import PumpBatchSinkBase
 from target_s3_pump.validation import BatchCheck, compile_batch_check
 
 if TYPE_CHECKING:
-    from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
-
     from target_s3_pump.spool import PumpSpool
     from target_s3_pump.target import TargetS3Pump
 
 _RECORD = attrgetter("record")
 
 
-class PumpSink(BatchSink):
+class PumpSink(PumpBatchSinkBase):
     """Collects a stream's records in batches of ``batch_size_rows`` and spools each batch.
 
     Nothing is uploaded here: the target publishes every pump after the whole input was read
@@ -34,7 +32,7 @@ class PumpSink(BatchSink):
         self,
         target: TargetS3Pump,
         stream_name: str,
-        schema: dict,
+        schema: dict[str, Any],
         key_properties: Sequence[str] | None,
     ) -> None:
         self._pump_target = target
@@ -52,7 +50,7 @@ class PumpSink(BatchSink):
         super().setup()
         self.spool = self._pump_target.spool_for(self.stream_name, self.schema)
         self._max_rows = self.max_size
-        if self._validator is not None:
+        if self.validates_records:
             self._batch_check = compile_batch_check(self.schema)
         self.row_type = RowType.for_schema(self.stream_name, self.schema, self.key_properties)
         if self.row_type is not None:
@@ -60,7 +58,7 @@ class PumpSink(BatchSink):
             self._decode_lines = self.row_type.decode_lines
         self._pump_target.register_sink(self)
 
-    def add_record(self, record: dict) -> None:
+    def add_record(self, record: dict[str, Any]) -> None:
         """The SDK's per-record work for a stream without maps, flattening or metadata
         columns, minus what is a no-op here (copy, identity transform, timestamp parsing,
         per-record debug log and metric call) and with the counters kept per batch.
@@ -102,13 +100,14 @@ class PumpSink(BatchSink):
             room = self._max_rows - len(records)
             taken, rows = (rows, []) if len(rows) <= room else (rows[:room], rows[room:])
             if not self._typed:  # a batch of dicts (it holds records the SDK's way took)
-                taken = self.row_type.as_dicts(taken)  # type: ignore[union-attr]
+                assert self.row_type is not None  # rows are taken only with a row type
+                taken = self.row_type.as_dicts(taken)
             records += taken
             if len(records) >= self._max_rows:
                 self._drain()
 
     def _start_batch(self, *, typed: bool) -> list[Any]:
-        context = self._get_context({})  # BatchSink: the pending batch
+        context = self.pending_batch()
         records: list[Any] = context.setdefault("records", [])
         context["unchecked"] = True  # typed batches: only their unchecked columns
         self._records, self._typed = records, typed
@@ -122,37 +121,22 @@ class PumpSink(BatchSink):
     def current_size(self) -> int:
         if self._records is not None:  # the SDK's counters, for records taken here
             taken = len(self._records) - self._counted
-            self._total_records_read += taken
-            self._batch_records_read += taken
+            self.tally_record_read(taken)
             self._uncounted += taken
             self._counted += taken
-        return self._batch_records_read
+        return super().current_size
 
-    def _check_batch(self, records: list[dict]) -> None:
+    def _check_batch(self, records: list[dict[str, Any]]) -> None:
         """What the SDK checks of each record (schema, key properties), for records taken by
         :meth:`add_record`: the quick check over the whole batch, else record by record."""
         check = self._batch_check  # None: no quick check for this schema's root
-        if self._validator is not None and (check is None or not check(records)):
+        if self.validates_records and (check is None or not check(records)):
             for record in records:
                 if check is None or not check([record]):
-                    self._remove_sdc_metadata_from_record(record)
-                    self._validate_and_parse(record)
-        for key in self._key_properties:
+                    self.validate_record(record)
+        for key in self.key_properties:
             if not all(map(dict.__contains__, records, repeat(key))):
-                self._singer_validate_message(next(r for r in records if key not in r))
-
-    def _parse_timestamps_in_record(
-        self,
-        record: dict,
-        schema: dict,
-        treatment: DatetimeErrorTreatmentEnum,
-    ) -> None:
-        """Keep date-time strings exactly as the extractor sent them.
-
-        The SDK would turn them into ``datetime`` objects, and writing those back changes their
-        spelling (``Z`` vs ``+00:00``, a space vs ``T``, fractional digits). Pumps pass values
-        through; Parquet parses them itself when it needs timestamps.
-        """
+                self.check_key_properties(next(r for r in records if key not in r))
 
     def process_batch(self, context: dict[str, Any]) -> None:
         assert self.spool is not None  # set in setup()
@@ -160,7 +144,7 @@ class PumpSink(BatchSink):
         row_type = self.row_type if self._typed else None
         self._records, self._counted, self._typed = None, 0, False  # the next record: a new batch
         if context.pop("unchecked", False):
-            if row_type is not None and self._validator is not None and not row_type.valid(records):
+            if row_type is not None and self.validates_records and not row_type.valid(records):
                 records, row_type = row_type.as_dicts(records), None
             if row_type is None:
                 self._check_batch(records)

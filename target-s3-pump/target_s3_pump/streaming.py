@@ -113,7 +113,8 @@ class PumpStreamer:
             if self._pool is not None:
                 self._submit(self._uploads[-1], final=True)  # that object is complete
             header = self.header_for(piece.columns)
-            upload = _Upload(self.key_for(piece.part), piece.columns, header, *[piece.offset] * 2)
+            start = piece.offset
+            upload = _Upload(self.key_for(piece.part), piece.columns, header, start, start)
             self._hasher.submit(upload.digest.update, header)
             self._uploads.append(upload)
         upload = self._uploads[-1]
