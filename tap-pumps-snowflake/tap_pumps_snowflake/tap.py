@@ -9,6 +9,7 @@ the stored string raises TypeError on every incremental run after the first.
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 from tap_snowflake.client import SnowflakeStream
 from tap_snowflake.tap import TapSnowflake
@@ -17,7 +18,9 @@ from tap_snowflake.tap import TapSnowflake
 class PumpStream(SnowflakeStream):
     """A pump model: bookmarks DATE keys as 'YYYY-MM-DD' (what JSON carries anyway)."""
 
-    def post_process(self, row: dict, context: dict | None = None) -> dict | None:
+    def post_process(
+        self, row: dict[str, Any], context: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
         row = super().post_process(row, context)
         key = self.replication_key
         if row is not None and key:
