@@ -51,6 +51,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from pgp_testkit.localpg import LocalPostgres, find_bindir
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 LOCAL = ROOT / ".local" / "bench"  # git-ignored (.local/)
@@ -68,9 +70,6 @@ CHUNK = 500_000  # chunk_size / batch_size, as in the issue
 MELTANO_YML = ROOT / "meltano.yml"
 MELTANO_LOADERS = ROOT / ".meltano" / "loaders"
 EXTRACTOR = "tap-gitlab-postgres--main"  # whose per-environment batch_config the bench uses
-
-sys.path.insert(0, str(ROOT / "scripts"))
-from localpg import LocalPostgres, find_bindir  # noqa: E402
 
 # --------------------------------------------------------------------------- data model
 
@@ -1034,9 +1033,9 @@ class Bench:
         if not exe.exists():
             raise Skip(f"{exe} missing (run `make bootstrap`)")
         try:
-            from locals3 import CREDENTIALS, LocalS3
+            from pgp_testkit.locals3 import CREDENTIALS, LocalS3
         except ImportError as exc:
-            raise Skip(f"scripts/locals3.py not importable: {exc}") from None
+            raise Skip(f"pgp_testkit.locals3 not importable: {exc}") from None
         s3 = LocalS3(LOCAL / "s3")  # dies with this process
         s3.start()
         try:
@@ -1245,12 +1244,10 @@ class Bench:
     # server's work, which stands in for Snowflake's.
 
     def snowflake_load(self, tool: str) -> list[Result]:
-        if str(ROOT / "tests") not in sys.path:
-            sys.path.append(str(ROOT / "tests"))
         try:
-            import snowflake_emulator as emu
+            from pgp_testkit import snowflake_emulator as emu
         except ImportError as exc:
-            raise Skip(f"tests/snowflake_emulator.py not importable: {exc}") from None
+            raise Skip(f"pgp_testkit.snowflake_emulator not importable: {exc}") from None
         python = emu.TARGET_SNOWFLAKE_PYTHON
         if not python.exists():
             raise Skip(f"{python.relative_to(ROOT)} missing (run `make bootstrap`: "

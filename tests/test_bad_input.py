@@ -21,6 +21,9 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
+from pgp_testkit.dsn import connection_config
+
+pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,17 +173,6 @@ def source(pg: object) -> str:
     return dsn
 
 
-def connection(dsn: str) -> dict:
-    url = psycopg.conninfo.conninfo_to_dict(dsn)
-    return {
-        "host": url["host"],
-        "port": int(url["port"]),
-        "user": url["user"],
-        "password": url.get("password", ""),
-        "database": url["dbname"],
-    }
-
-
 def run(cmd: list[str], cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         cmd, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=120,
@@ -209,7 +201,7 @@ def write_tap_inputs(tmp_path: Path, source: str, case: TapCase) -> list[str]:
     for name, text in case.files.items():
         (tmp_path / name).write_text(text)
     config = {
-        **connection(source),
+        **connection_config(source),
         "manifest_path": str(manifest),
         "execution_date": "2024-01-03T00:00:00+00:00",
         **case.config,

@@ -12,21 +12,13 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 from demo_source import create
-from pipeline_support import MANIFESTS, ROOT
+from pgp_testkit.dsn import connection_config
+from pgp_testkit.pipeline import MANIFESTS, ROOT, SEEDS
+
+pytestmark = pytest.mark.e2e
 
 TAP = ROOT / ".venv" / "bin" / "tap-gitlab-postgres"
 TARGET = ROOT / ".meltano" / "loaders" / "target-postgres" / "venv" / "bin" / "target-postgres"
-
-
-def connection(dsn: str) -> dict:
-    url = urlsplit(dsn)
-    return {
-        "host": url.hostname,
-        "port": url.port,
-        "user": url.username,
-        "password": url.password,
-        "database": url.path.lstrip("/"),
-    }
 
 
 def run(tmp_path: Path, tap: dict, target: dict, state: dict | None) -> dict:
@@ -52,7 +44,7 @@ def run(tmp_path: Path, tap: dict, target: dict, state: dict | None) -> dict:
 
 def target_config(warehouse: str) -> dict:
     return {
-        **connection(warehouse),
+        **connection_config(warehouse),
         "default_target_schema": "tap_postgres",
         "add_record_metadata": True,
         "hard_delete": True,
@@ -64,8 +56,10 @@ def target_config(warehouse: str) -> dict:
 
 def tap_config(source: str, tmp_path: Path, encoding: dict | None) -> dict:
     config = {
-        **connection(source),
+        **connection_config(source),
         "manifest_path": str(MANIFESTS / "gitlab_demo_db_manifest.yaml"),
+        "internal_projects_csv": str(SEEDS / "internal_gitlab_projects.csv"),
+        "internal_namespaces_csv": str(SEEDS / "internal_gitlab_namespaces.csv"),
         "chunk_size": 500,
     }
     if encoding is not None:

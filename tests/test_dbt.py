@@ -25,7 +25,7 @@ from pathlib import Path
 import demo_source
 import psycopg
 import pytest
-from dbt_support import (
+from pgp_testkit.dbt import (
     TRANSFORM,
     dbt_postgres,
     dbt_snowflake,
@@ -35,6 +35,8 @@ from dbt_support import (
     query_fakesnow,
     run_pipeline,
 )
+
+pytestmark = pytest.mark.e2e
 
 ROWS = 3_000
 SEED = 11

@@ -18,22 +18,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime
 
+import demo_source
 import pytest
-from dbt_support import (
+from pgp_testkit.dbt import (
     dbt_snowflake,
     fakesnow_python,
     fakesnow_server,
     load_fakesnow,
     query_fakesnow,
 )
-from pipeline_support import MAIN, MELTANO, RAW_SCHEMA, ROOT, Pipeline, manifest_streams
+from pgp_testkit.pipeline import MAIN, MELTANO, RAW_SCHEMA, ROOT, Pipeline, manifest_streams
 
-sys.path.insert(0, str(ROOT / "scripts"))
-import demo_source
+pytestmark = pytest.mark.e2e
 
 ROWS = 1500
 DELETES = "tap-gitlab-postgres--main-deletes"

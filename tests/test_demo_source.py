@@ -23,7 +23,7 @@ import yaml
 from demo_source import NASTY, TABLES, create, planned_counts, touch
 
 if TYPE_CHECKING:
-    from localpg import LocalPostgres
+    from pgp_testkit.localpg import LocalPostgres
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "demo_source.py"

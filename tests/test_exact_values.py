@@ -22,9 +22,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from exact_values import COLUMNS, STREAM, create_source, differences, source_rows, write_manifest
-from pipeline_support import MAIN, RAW_SCHEMA, ROOT, Pipeline, manifest_env_name
-from snowflake_emulator import Emulator, RealSnowflake, snowflake_emulator
+from pgp_testkit.exact_values import (
+    COLUMNS,
+    STREAM,
+    create_source,
+    differences,
+    source_rows,
+    write_manifest,
+)
+from pgp_testkit.pipeline import MAIN, RAW_SCHEMA, ROOT, Pipeline, manifest_env_name
+from pgp_testkit.snowflake_emulator import Emulator, RealSnowflake, snowflake_emulator
+
+pytestmark = pytest.mark.e2e
 
 TAP = ROOT / ".venv" / "bin" / "tap-gitlab-postgres"
 

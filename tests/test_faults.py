@@ -38,7 +38,8 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
-from pipeline_support import (
+from pgp_testkit.dsn import connection_config
+from pgp_testkit.pipeline import (
     LOOKBACK,
     MAIN,
     MELTANO,
@@ -53,6 +54,8 @@ from pipeline_support import (
     start_meltano,
     wait_for,
 )
+
+pytestmark = pytest.mark.e2e
 
 TAP = str(Path(sys.executable).with_name("tap-gitlab-postgres"))
 PLUGIN_DIRS = {"extractors", "loaders", "utilities"}  # symlinks to the installed plugins
@@ -307,9 +310,6 @@ HOURS = 20
 
 
 def _tap_config(dsn: str, tmp_path: Path, **extra) -> Path:
-    from urllib.parse import urlsplit
-
-    url = urlsplit(dsn)
     manifest = tmp_path / "events.yaml"
     manifest.write_text(
         yaml.safe_dump(
@@ -328,11 +328,7 @@ def _tap_config(dsn: str, tmp_path: Path, **extra) -> Path:
         )
     )
     config = {
-        "host": url.hostname,
-        "port": url.port,
-        "user": url.username,
-        "password": url.password,
-        "database": url.path.lstrip("/"),
+        **connection_config(dsn),
         "manifest_path": str(manifest),
         "max_window_hours": 1,
         **extra,

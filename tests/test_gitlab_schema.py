@@ -41,13 +41,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gitlab_schema as gs
 import psycopg
 import pytest
 import yaml
+from pgp_testkit import gitlab_schema as gs
+from pgp_testkit import reference
 from psycopg import sql
 from tap_gitlab_postgres.allowlist import AllowLists
 from tap_gitlab_postgres.manifest import Manifest, ManifestTable, load_manifest
+
+pytestmark = pytest.mark.e2e
 
 SOURCE_DB = "gitlab_schema_src"
 WAREHOUSE_DB = "gitlab_schema_wh"
@@ -134,14 +137,14 @@ def loaded(pg, tmp_path_factory) -> Loaded:
     home = tmp_path_factory.mktemp("gitlab_schema")
     seconds: dict[str, float] = {}
     began = time.monotonic()
-    reference_dir = gs.reference.reference_dir()
+    reference_dir = reference.reference_dir()
     manifests = {name: load_manifest(reference_dir / name) for name in gs.MANIFESTS}
 
     pg.create_database(SOURCE_DB, drop=True)
     pg.create_database(WAREHOUSE_DB, drop=True)
     with psycopg.connect(pg.dsn(SOURCE_DB), autocommit=True) as conn:
         conn.execute("SET TimeZone = 'UTC'")
-        conn.execute(gs.reference.reference_file(gs.SCHEMA_SQL).read_text())  # type: ignore[arg-type]
+        conn.execute(reference.reference_file(gs.SCHEMA_SQL).read_text())  # type: ignore[arg-type]
         columns = gs.catalog(conn)
         filled = gs.fill(conn, _key_columns(manifests))
         for name, value in gs.SOURCE_DEFAULTS.items():
@@ -202,7 +205,7 @@ def loaded(pg, tmp_path_factory) -> Loaded:
 def test_source_is_gitlabs_schema_filled(loaded: Loaded) -> None:
     # GitLab's files, read as plain YAML (not through the tap): 143 + 67 tables.
     for (name, kind), count in TABLE_COUNTS.items():
-        raw = yaml.safe_load((gs.reference.reference_dir() / name).read_text())["tables"]
+        raw = yaml.safe_load((reference.reference_dir() / name).read_text())["tables"]
         assert sum(1 for t in raw.values() if t["database_type"] == kind) == count
         assert len([t for file, t in loaded.tables(kind) if file == name]) == count
     assert len(loaded.columns) == 206

@@ -1,4 +1,4 @@
-"""Proves the throwaway-Postgres harness (scripts/localpg.py) and the root conftest fixtures."""
+"""The throwaway-Postgres harness (pgp_testkit.localpg; scripts/localpg.py) and its fixtures."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import localpg
 import psycopg
 import pytest
-from localpg import LocalPostgres, LocalPostgresError, ensure_bindir, find_bindir
+from pgp_testkit import localpg
+from pgp_testkit.localpg import LocalPostgres, LocalPostgresError, ensure_bindir, find_bindir
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "localpg.py"
 

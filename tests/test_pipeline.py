@@ -28,15 +28,15 @@ import json
 import os
 import re
 import subprocess
-import sys
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import demo_source
 import pytest
 import yaml
-from pipeline_support import (
+from pgp_testkit.pipeline import (
     EXTRACTORS,
     LOOKBACK,
     MAIN,
@@ -48,8 +48,7 @@ from pipeline_support import (
     parse_ts,
 )
 
-sys.path.insert(0, str(ROOT / "scripts"))
-import demo_source
+pytestmark = pytest.mark.e2e
 
 ROWS = 3000
 RESYNC = "gitlab_db_labels"  # run 3: `resync: true` merged into its bookmark

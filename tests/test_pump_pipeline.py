@@ -31,18 +31,17 @@ import shlex
 import shutil
 import sqlite3
 import subprocess
-import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import demo_source
 import pytest
 import yaml
-from locals3 import LocalS3
-from pipeline_support import MELTANO, ROOT, Pipeline
+from pgp_testkit.locals3 import LocalS3
+from pgp_testkit.pipeline import MELTANO, ROOT, Pipeline
 
-sys.path.insert(0, str(ROOT / "scripts"))
-import demo_source
+pytestmark = pytest.mark.e2e
 
 ROWS = 1000
 PUMPS_FILE = ROOT / "pumps.yml"

@@ -23,8 +23,10 @@ from typing import Any
 
 import pytest
 import yaml
-from dbt_support import ROOT
-from snowflake_emulator import Emulator, snowflake_emulator, write_arrow
+from pgp_testkit.dbt import ROOT
+from pgp_testkit.snowflake_emulator import Emulator, snowflake_emulator, write_arrow
+
+pytestmark = pytest.mark.e2e
 
 STREAM = "payments"
 TABLE = "RAW.TAP_POSTGRES.PAYMENTS"

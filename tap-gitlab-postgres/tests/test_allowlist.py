@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 import yaml
+from pgp_testkit.dsn import connection_config
 
 from tap_gitlab_postgres.allowlist import AllowListError, AllowLists
 from tap_gitlab_postgres.sqltext import sql_string
@@ -113,11 +113,9 @@ def _tap_with(
     }
     manifest = tmp_path / "manifest.yaml"
     manifest.write_text(yaml.safe_dump({"tables": {"issues": table}}))
-    url = urlsplit(dsn or "postgresql://u@localhost/d")
     config = {
         "manifest_path": str(manifest),
-        **{"host": url.hostname, "port": url.port or 5432, "user": url.username},
-        **{"password": url.password or "", "database": url.path.lstrip("/")},
+        **connection_config(dsn or "postgresql://u@localhost:5432/d"),
     }
     return TapGitlabPostgres(config={**config, **settings}, validate_config=True)
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from reference import REFERENCE, reference_dir
+from pgp_testkit.reference import REFERENCE, reference_dir
 
 from tap_gitlab_postgres.cli import main
 

@@ -5,7 +5,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from reference import COPIED, COPIES, REFERENCE, SHARED, reference_dir
+from pgp_testkit.reference import COPIED, COPIES, REFERENCE, SHARED, reference_dir
 
 from tap_gitlab_postgres.manifest import (
     ConnectionEnv,

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 import sqlglot
 import yaml
-from reference import REFERENCE, reference_dir
+from pgp_testkit.reference import REFERENCE, reference_dir
 from sqlglot import exp
 
 from tap_gitlab_postgres.allowlist import AllowLists

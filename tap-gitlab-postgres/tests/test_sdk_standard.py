@@ -10,10 +10,10 @@ import tempfile
 from pathlib import Path
 
 import psycopg
-from conftest import session_cluster
+from pgp_testkit.dsn import connection_config
+from pgp_testkit.session import session_cluster
+from pgp_testkit.tap import write_manifest
 from singer_sdk.testing import get_tap_test_class
-from tap_runner import connection_config
-from test_tap_sync import write_manifest
 
 from tap_gitlab_postgres.tap import TapGitlabPostgres
 

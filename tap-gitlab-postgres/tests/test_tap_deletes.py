@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from tap_runner import TAP, TapRun, connection_config, run_tap
-from test_tap_sync import write_manifest
+from pgp_testkit.dsn import connection_config
+from pgp_testkit.tap import TAP, TapRun, run_tap, write_manifest
 
 from tap_gitlab_postgres.allowlist import AllowLists
 from tap_gitlab_postgres.query import QueryTemplate

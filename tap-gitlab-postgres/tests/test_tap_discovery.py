@@ -18,8 +18,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from tap_runner import TAP, connection_config, run_tap, write_json
-from test_tap_sync import write_manifest
+from pgp_testkit.dsn import connection_config
+from pgp_testkit.tap import TAP, run_tap, write_json, write_manifest
 
 NAMESPACES = """SELECT id
 , CASE WHEN traversal_ids[1] = id THEN name ELSE NULL END AS name

@@ -27,8 +27,8 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
-from tap_runner import TAP, TapRun, connection_config, run_tap, write_json
-from test_tap_sync import write_manifest
+from pgp_testkit.dsn import connection_config
+from pgp_testkit.tap import TAP, TapRun, run_tap, write_json, write_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = ROOT / ".meltano/loaders/target-postgres/venv/bin/target-postgres"

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from tap_runner import TAP, connection_config, run_tap, write_json
-from test_tap_sync import write_manifest
+from pgp_testkit.dsn import connection_config
+from pgp_testkit.tap import TAP, run_tap, write_json, write_manifest
+
+pytestmark = pytest.mark.slow
 
 ROWS = 20_000
 STREAM = "gitlab_db_notes"
@@ -157,7 +159,7 @@ def test_source_stopped_mid_run_fails_clearly_and_the_run_after_its_restart_catc
     tmp_path: Path,
 ) -> None:
     # A cluster of its own: the replica rebuild stops the whole server, not one session.
-    from localpg import LocalPostgres
+    from pgp_testkit.localpg import LocalPostgres
 
     replica = LocalPostgres(tmp_path / "replica").start()
     try:

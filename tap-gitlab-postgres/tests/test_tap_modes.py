@@ -15,8 +15,8 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tap_runner import TapRun, connection_config, run_tap
-from test_tap_sync import write_manifest
+from pgp_testkit.dsn import connection_config
+from pgp_testkit.tap import TapRun, run_tap, write_manifest
 
 STREAM = "gitlab_db_issues"
 

@@ -27,9 +27,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from localpg import LocalPostgres
-from tap_runner import TapRun, connection_config, run_tap
-from test_tap_sync import write_manifest
+from pgp_testkit.dsn import connection_config
+from pgp_testkit.localpg import LocalPostgres
+from pgp_testkit.tap import TapRun, run_tap, write_manifest
+
+pytestmark = pytest.mark.slow
 
 STREAM = "gitlab_db_issues"
 ISSUES = (

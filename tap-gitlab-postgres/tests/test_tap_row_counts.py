@@ -8,7 +8,8 @@ from pathlib import Path
 
 import psycopg
 import yaml
-from tap_runner import connection_config, run_tap
+from pgp_testkit.dsn import connection_config
+from pgp_testkit.tap import run_tap
 
 SOURCE = """
 CREATE TABLE issues (id bigint PRIMARY KEY, title text, updated_at timestamp);

@@ -10,7 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
-from tap_runner import connection_config, run_tap
+from pgp_testkit.dsn import connection_config
+from pgp_testkit.tap import run_tap, write_manifest
 
 T0 = datetime(2024, 1, 10, 12, 0, tzinfo=UTC)
 
@@ -26,16 +27,6 @@ WHERE updated_at BETWEEN '{BEGIN_TIMESTAMP}'::timestamp
 def execute(dsn: str, sql: str, params: object = None) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(sql, params)
-
-
-def write_manifest(tmp_path: Path, tables: dict, name: str = "manifest.yaml") -> Path:
-    path = tmp_path / name
-    for spec in tables.values():
-        spec.setdefault("import_db", "GITLAB_DB")
-        spec.setdefault("export_schema", "gitlab_com")
-        spec.setdefault("export_table_primary_key", "id")
-    path.write_text(yaml.safe_dump({"tables": tables}, sort_keys=False))
-    return path
 
 
 @pytest.fixture

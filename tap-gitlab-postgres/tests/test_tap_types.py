@@ -6,8 +6,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import psycopg
-from tap_runner import connection_config, run_tap
-from test_tap_sync import write_manifest
+from pgp_testkit.dsn import connection_config
+from pgp_testkit.tap import run_tap, write_manifest
 
 COLUMNS = """
     id, small, big, price, ratio, flag, title, code, created_at, created_tz, due, starts,

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from locals3 import LocalS3
-from s3pump_testkit import (
+from pgp_testkit.locals3 import LocalS3
+from pgp_testkit.s3pump import (
     STAMP,
     Bucket,
     bookmark_state,
@@ -35,14 +35,11 @@ from s3pump_testkit import (
 from target_s3_pump.s3 import S3Error, S3Store
 from target_s3_pump.target import PumpsNotPublished, TargetS3Pump
 
+pytestmark = pytest.mark.slow
+
 X = "pumps-pump_x"
 Y = "pumps_sensitive-pump_y"
 BASE = f"pumps/pump_x/{STAMP}"
-
-
-@pytest.fixture
-def bucket() -> Bucket:
-    return new_bucket()
 
 
 @pytest.fixture

@@ -13,11 +13,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from s3pump_testkit import (
+from pgp_testkit.s3pump import (
     STAMP,
     Bucket,
     contacts,
-    new_bucket,
     pump,
     record_msg,
     run_target,
@@ -32,11 +31,6 @@ from target_s3_pump.formats import csv_line, csv_rows
 from target_s3_pump.validation import compile_batch_check
 
 Y = "pumps_sensitive-pump_y"
-
-
-@pytest.fixture
-def bucket() -> Bucket:
-    return new_bucket()
 
 
 @pytest.fixture

@@ -18,10 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from s3pump_testkit import (
+from pgp_testkit.s3pump import (
     STAMP,
     Bucket,
-    new_bucket,
     pump,
     schema_msg,
     target_config,
@@ -36,11 +35,6 @@ from target_s3_pump.spool import PumpSpool
 Y = "pumps_sensitive-pump_big"
 SMALL, LARGE = 10_000, 100_000
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def bucket() -> Bucket:
-    return new_bucket()
 
 
 def write_input(path: Path, rows: int) -> int:

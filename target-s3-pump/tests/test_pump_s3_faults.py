@@ -24,13 +24,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from s3pump_testkit import (
+from pgp_testkit.s3pump import (
     STAMP,
     Bucket,
     bookmark_state,
     contacts,
     error_lines,
-    new_bucket,
     pump,
     record_msg,
     run_cli,
@@ -43,6 +42,8 @@ from s3pump_testkit import (
 
 from target_s3_pump.config import PumpConfigError, PumpSettings
 from target_s3_pump.s3 import make_client
+
+pytestmark = pytest.mark.slow
 
 X = "pumps-pump_x"
 BASE = f"pumps/pump_x/{STAMP}"
@@ -215,11 +216,6 @@ class FaultProxy:
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
         return Handler
-
-
-@pytest.fixture
-def bucket() -> Bucket:
-    return new_bucket()
 
 
 @pytest.fixture

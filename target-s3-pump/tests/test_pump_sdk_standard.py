@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from s3pump_testkit import new_bucket, pump, target_config, write_pumps
+from pgp_testkit.s3pump import new_bucket, pump, target_config, write_pumps
 from singer_sdk.testing import get_target_test_class, target_test_streams
 
 from target_s3_pump.pumps import MODEL_RE

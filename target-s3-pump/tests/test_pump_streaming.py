@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from s3pump_testkit import (
+from pgp_testkit.s3pump import (
     STAMP,
     Bucket,
     bookmark_state,
@@ -32,16 +32,13 @@ from s3pump_testkit import (
     write_pumps,
 )
 
+pytestmark = pytest.mark.slow
+
 X = "pumps-pump_x"
 PART = f"pumps/pump_x/{STAMP}/part-00000.csv"
 MARKER = f"pumps/pump_x/{STAMP}/_SUCCESS.json"
 ROWS = 1000  # ~8 MB: one 5 MiB chunk while reading, the rest at publication
 STATE = bookmark_state(X, "2024-09-26T09:00:00")
-
-
-@pytest.fixture
-def bucket() -> Bucket:
-    return new_bucket()
 
 
 @pytest.fixture

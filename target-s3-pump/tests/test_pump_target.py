@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from s3pump_testkit import (
+from pgp_testkit.s3pump import (
     INTERVAL_END,
     STAMP,
     Bucket,
@@ -33,11 +33,6 @@ from target_s3_pump.s3 import S3Error
 
 X = "pumps-pump_x"  # non-sensitive pump, parts
 Y = "pumps_sensitive-pump_y"  # sensitive pump, single file
-
-
-@pytest.fixture
-def bucket() -> Bucket:
-    return new_bucket()
 
 
 @pytest.fixture

@@ -14,11 +14,10 @@ from typing import Any
 
 import msgspec
 import pytest
-from s3pump_testkit import (
+from pgp_testkit.s3pump import (
     STAMP,
     Bucket,
     bookmark_state,
-    new_bucket,
     pump,
     record_msg,
     run_target,
@@ -62,11 +61,6 @@ SCHEMAS = [
 ]
 VALUES = [None, 0, 1, -3, 10**30, 2.0, 2.5, Decimal("1.10"), Decimal("1E-7"), True, False, "",
           "ab", "a,b", 'q"', "x\ny", "é😀", [], [1, "x"], {}, {"x": Decimal("1.5")}]  # fmt: skip
-
-
-@pytest.fixture
-def bucket() -> Bucket:
-    return new_bucket()
 
 
 def _line(record: dict[str, Any], stream: str = "s") -> str:

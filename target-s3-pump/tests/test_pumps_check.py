@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from s3pump_testkit import GITLAB_PUMPS_YML, pump, write_pumps
+from pgp_testkit.s3pump import GITLAB_PUMPS_YML, pump, write_pumps
 
 from target_s3_pump.cli import main
 from target_s3_pump.config import normalize_stages

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from s3pump_testkit import GITLAB_PUMPS_YML, REFERENCE_PUMPS_YML
+from pgp_testkit.s3pump import GITLAB_PUMPS_YML, REFERENCE_PUMPS_YML
 
 from target_s3_pump.pumps import (
     Pump,

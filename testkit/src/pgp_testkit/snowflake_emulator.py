@@ -8,13 +8,13 @@ file formats created and dropped per sink. fakesnow 0.12.1 lacks parts of that p
 helper below says what real Snowflake does. The target's own code is never touched: in its
 process only ``snowflake.connector.connect`` is wrapped, to point the client at the server.
 
-Imported by the tests (stdlib only at module level); run as a script for the parts that need
-a venv::
+Imported by the tests (stdlib only at module level); run by another venv's Python for the parts
+that need it (:func:`pgp_testkit.paths.kit_command`, the kit's source on PYTHONPATH)::
 
-    .local/venvs/fakesnow/bin/python tests/snowflake_emulator.py serve --port N
-    .local/venvs/fakesnow/bin/python tests/snowflake_emulator.py query --port N "SELECT ..." ...
-    <target venv>/bin/python tests/snowflake_emulator.py run-target --port N --config F
-    <target venv>/bin/python tests/snowflake_emulator.py write-arrow OUT  < columns.json
+    .local/venvs/fakesnow/bin/python -m pgp_testkit.snowflake_emulator serve --port N
+    .local/venvs/fakesnow/bin/python -m pgp_testkit.snowflake_emulator query --port N "SELECT ..."
+    <target venv>/bin/python -m pgp_testkit.snowflake_emulator run-target --port N --config F
+    <target venv>/bin/python -m pgp_testkit.snowflake_emulator write-arrow OUT  < columns.json
 """
 
 from __future__ import annotations
@@ -40,16 +40,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dbt_support import (
+from pgp_testkit.daemon import free_port
+from pgp_testkit.dbt import (
     FAKESNOW_ACCOUNT,
     MELTANO_DIR,
     QUIET_ENV,
     ToolError,
     fakesnow_python,
-    free_port,
     require,
     tail,
 )
+from pgp_testkit.paths import kit_command, kit_env
 
 if TYPE_CHECKING:
     from fakesnow.conn import FakeSnowflakeConnection
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     from fakesnow.cursor import FakeSnowflakeCursor
     from sqlglot import Expr, exp
 
-SCRIPT = Path(__file__).resolve()
+SELF = "snowflake_emulator"  # this module, as kit_command runs it
 TARGET_SNOWFLAKE_PYTHON = MELTANO_DIR / "loaders" / "target-snowflake" / "venv" / "bin" / "python"
 
 
@@ -82,22 +83,17 @@ class Emulator:
         (cwd / "tmp").mkdir(parents=True, exist_ok=True)
         config_file = cwd / "target-snowflake.json"
         config_file.write_text(json.dumps(config))
-        cmd = [
-            str(require(TARGET_SNOWFLAKE_PYTHON)),
-            str(SCRIPT),
-            "run-target",
-            "--port",
-            str(self.port),
-            "--config",
-            str(config_file),
-        ]
+        cmd = kit_command(
+            require(TARGET_SNOWFLAKE_PYTHON), SELF, "run-target", "--port", str(self.port),
+            "--config", str(config_file),
+        )  # fmt: skip
         done = subprocess.run(
             cmd,
             input=messages,
             capture_output=True,
             cwd=cwd,
             # Its own temp dir: its JSONL/Parquet files stay with the run, not in /tmp.
-            env={**os.environ, **QUIET_ENV, "TMPDIR": str(cwd / "tmp")},
+            env=kit_env({**os.environ, **QUIET_ENV, "TMPDIR": str(cwd / "tmp")}),
             timeout=300,
         )
         with (self.log_dir / "target-snowflake.log").open("ab") as log:
@@ -116,8 +112,10 @@ class Emulator:
 
     def queries(self, *statements: str) -> list[list[tuple[Any, ...]]]:
         """Rows of each statement, as ``query``, in one session (one Python start-up)."""
-        cmd = [str(self.fakesnow_python), str(SCRIPT), "query", "--port", str(self.port)]
-        done = subprocess.run([*cmd, *statements], capture_output=True, text=True, timeout=120)
+        cmd = kit_command(self.fakesnow_python, SELF, "query", "--port", str(self.port))
+        done = subprocess.run(
+            [*cmd, *statements], capture_output=True, text=True, timeout=120, env=kit_env()
+        )
         if done.returncode:
             raise ToolError(f"query failed: {statements}\n{tail(done.stdout + done.stderr)}")
         return [[tuple(row) for row in rows] for rows in json.loads(done.stdout)]
@@ -136,16 +134,19 @@ class RealSnowflake:
         config_file = cwd / "target-snowflake.json"
         config_file.write_text(json.dumps(config))
         config_file.chmod(0o600)
-        cmd = [str(require(TARGET_SNOWFLAKE_PYTHON)), str(SCRIPT), "run-target", "--config",
-               str(config_file)]  # fmt: skip
-        done = subprocess.run(cmd, input=messages, capture_output=True, cwd=cwd, timeout=900)
+        cmd = kit_command(
+            require(TARGET_SNOWFLAKE_PYTHON), SELF, "run-target", "--config", str(config_file)
+        )
+        done = subprocess.run(
+            cmd, input=messages, capture_output=True, cwd=cwd, timeout=900, env=kit_env()
+        )
         return subprocess.CompletedProcess(
             cmd, done.returncode, done.stdout.decode(), done.stderr.decode()
         )
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
-        cmd = [str(require(TARGET_SNOWFLAKE_PYTHON)), str(SCRIPT), "query", sql]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        cmd = kit_command(require(TARGET_SNOWFLAKE_PYTHON), SELF, "query", sql)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=kit_env())
         if done.returncode:
             raise ToolError(f"query failed: {sql}\n{tail(done.stdout + done.stderr)}")
         return [tuple(row) for row in json.loads(done.stdout)[0]]
@@ -165,11 +166,11 @@ def snowflake_emulator(log_dir: Path) -> Iterator[Emulator]:
     port = free_port()
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [str(python), str(SCRIPT), "serve", "--port", str(port)],
+            kit_command(python, SELF, "serve", "--port", str(port)),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "FAKESNOW_DEBUG": "snowflake", "TMPDIR": str(stages)},
+            env=kit_env({**os.environ, "FAKESNOW_DEBUG": "snowflake", "TMPDIR": str(stages)}),
         )
     try:
         deadline = time.monotonic() + 60
@@ -200,10 +201,11 @@ def write_arrow(path: Path, columns: Sequence[dict[str, Any]]) -> None:
     ISO strings), or null to let pyarrow infer one (e.g. a struct from dicts).
     """
     done = subprocess.run(
-        [str(require(TARGET_SNOWFLAKE_PYTHON)), str(SCRIPT), "write-arrow", str(path)],
+        kit_command(require(TARGET_SNOWFLAKE_PYTHON), SELF, "write-arrow", str(path)),
         input=json.dumps(list(columns)),
         capture_output=True,
         text=True,
+        env=kit_env(),
     )
     if done.returncode:
         raise ToolError(f"write-arrow failed:\n{tail(done.stdout + done.stderr)}")

@@ -1,4 +1,4 @@
-"""Runs the real tap executable and collects its Singer messages."""
+"""Runs the real tap executable on a manifest and collects its Singer messages."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import sys
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit
+
+import yaml
 
 TAP = str(Path(sys.executable).with_name("tap-gitlab-postgres"))
 
@@ -44,15 +45,15 @@ class TapRun:
         return [r[key] for r in self.records.get(stream, [])]
 
 
-def connection_config(dsn: str) -> dict:
-    url = urlsplit(dsn)
-    return {
-        "host": url.hostname,
-        "port": url.port,
-        "user": url.username,
-        "password": url.password,
-        "database": url.path.lstrip("/"),
-    }
+def write_manifest(tmp_path: Path, tables: dict, name: str = "manifest.yaml") -> Path:
+    """A pgp manifest of ``tables`` (GitLab's defaults filled in) as ``tmp_path/name``."""
+    path = tmp_path / name
+    for spec in tables.values():
+        spec.setdefault("import_db", "GITLAB_DB")
+        spec.setdefault("export_schema", "gitlab_com")
+        spec.setdefault("export_table_primary_key", "id")
+    path.write_text(yaml.safe_dump({"tables": tables}, sort_keys=False))
+    return path
 
 
 def write_json(path: Path, value: dict) -> Path:

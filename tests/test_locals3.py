@@ -1,4 +1,4 @@
-"""The local S3 harness (scripts/locals3.py): class and CLI, as `make demo` uses them."""
+"""The local S3 harness (pgp_testkit.locals3): class and CLI (scripts/locals3.py) for make demo."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from locals3 import LocalS3, LocalS3Error, _pid_alive
+from pgp_testkit.daemon import pid_alive
+from pgp_testkit.locals3 import LocalS3, LocalS3Error
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "locals3.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "locals3.py"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -36,7 +37,7 @@ def test_class_start_use_stop(tmp_path: Path) -> None:
         pid = server.pid
     assert not server.is_running()
     assert not (tmp_path / "locals3.json").exists()
-    assert pid is not None and not _pid_alive(pid)
+    assert pid is not None and not pid_alive(pid)
 
 
 def test_listens_on_loopback_only(tmp_path: Path) -> None:
@@ -84,7 +85,7 @@ def test_cli_start_status_env_stop(tmp_path: Path) -> None:
     status = cli("status", "--state-dir", state_dir)
     assert status.returncode == 3 and json.loads(status.stdout)["running"] is False
     assert cli("stop", "--state-dir", state_dir).returncode == 0  # stopping twice is fine
-    assert not _pid_alive(info["pid"])  # gone, or a zombie awaiting init's reaping
+    assert not pid_alive(info["pid"])  # gone, or a zombie awaiting init's reaping
 
 
 def test_env_without_server_is_one_error_line(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Helpers for tests/test_pipeline.py: the real Meltano project, run in isolation.
+"""The real Meltano project, run in isolation by the end-to-end tests (tests/test_pipeline.py...).
 
 A :class:`Pipeline` is this repository's meltano.yml run by the project's own
 ``.venv/bin/meltano`` against a throwaway source and warehouse database, with
@@ -29,7 +29,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-ROOT = Path(__file__).resolve().parent.parent
+from pgp_testkit.paths import ROOT
+
 MELTANO = ROOT / ".venv" / "bin" / "meltano"
 TAP = ROOT / ".venv" / "bin" / "tap-gitlab-postgres"
 MANIFESTS = ROOT / "manifests"

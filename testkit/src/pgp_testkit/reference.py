@@ -1,8 +1,8 @@
 """GitLab's real manifests and the schema of the tables they read
 (``gitlab_manifest_tables.sql``), kept in the workspace's shared/ folder beside the repository.
 
-``data/gitlab/`` holds verbatim copies (checked against shared/ when it is there), so a clone
-without the workspace around it still tests against the real files.
+``tap-gitlab-postgres/tests/data/gitlab/`` holds verbatim copies (checked against shared/ when
+it is there), so a clone without the workspace around it still tests against the real files.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-_REPO = Path(__file__).resolve().parents[2]
-SHARED = _REPO.parent / "shared/reference/gitlab"
-COPIES = Path(__file__).resolve().parent / "data" / "gitlab"
+from pgp_testkit.paths import ROOT
+
+SHARED = ROOT.parent / "shared/reference/gitlab"
+COPIES = ROOT / "tap-gitlab-postgres" / "tests" / "data" / "gitlab"
 REFERENCE = Path(os.environ.get("PGP_REFERENCE_DIR") or (SHARED if SHARED.is_dir() else COPIES))
 
 

@@ -1,20 +1,17 @@
-"""Helpers for target-s3-pump tests: one real moto S3 server per session, Singer messages.
+"""Helpers for target-s3-pump tests: buckets on the session's moto S3, pumps.yml, Singer messages.
 
-Fixtures live in the test modules (a few lines each) so that no second ``conftest.py`` shadows
-the project's root one. The server is started on first use and stopped when pytest exits; the
-process dies with pytest even when pytest is killed (``LocalS3`` without ``detach``).
+The server is :func:`pgp_testkit.session.session_s3`, started on first use (also at collection
+time) and stopped when pytest exits; the process dies with pytest even when pytest is killed
+(``LocalS3`` without ``detach``). The ``bucket`` fixture of the plugin is :func:`new_bucket`.
 """
 
 from __future__ import annotations
 
-import atexit
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import redirect_stdout
@@ -23,36 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from target_s3_pump.target import TargetS3Pump
 
-_SCRIPTS = str(Path(__file__).resolve().parents[2] / "scripts")
-if _SCRIPTS not in sys.path:
-    sys.path.insert(0, _SCRIPTS)
+from pgp_testkit.locals3 import CREDENTIALS, LocalS3
+from pgp_testkit.paths import ROOT
+from pgp_testkit.session import session_s3
 
-from locals3 import CREDENTIALS, LocalS3  # noqa: E402
-
-from target_s3_pump.target import TargetS3Pump  # noqa: E402
-
-REFERENCE_PUMPS_YML = Path(__file__).resolve().parents[3] / "shared/reference/gitlab/pumps.yml"
+REFERENCE_PUMPS_YML = ROOT.parent / "shared/reference/gitlab/pumps.yml"
 # Verbatim copy (tnmy44/gitlab-analytics @ eb2a578, pump/pumps.yml), so the test runs anywhere.
-GITLAB_PUMPS_YML = Path(__file__).resolve().parent / "data" / "gitlab_pumps.yml"
+GITLAB_PUMPS_YML = ROOT / "target-s3-pump" / "tests" / "data" / "gitlab_pumps.yml"
 INTERVAL_END = "2024-09-27T05:00:00Z"
 STAMP = "2024_09_27__050000"
-
-_server: LocalS3 | None = None
-
-
-def session_s3() -> LocalS3:
-    """The session's moto server, started on first use (also usable at collection time)."""
-    global _server
-    if _server is None:
-        state_dir = Path(tempfile.mkdtemp(prefix="locals3-test-"))
-        server = LocalS3(state_dir)
-        atexit.register(shutil.rmtree, state_dir, True)  # runs last (atexit is LIFO)
-        atexit.register(server.stop)
-        server.start()
-        _server = server
-    return _server
-
 
 @dataclass
 class Bucket:

@@ -1,12 +1,13 @@
 """Helpers of tests/test_dbt.py: the RAW pipeline, dbt runs and an offline Snowflake.
 
-Imported by the tests (stdlib only at module level) and also run as a script by the fakesnow
-venv's Python, for the parts that need fakesnow or the Snowflake connector::
+Imported by the tests (stdlib only at module level) and also run by the fakesnow venv's
+Python (:func:`pgp_testkit.paths.kit_command`), for the parts that need fakesnow or the
+Snowflake connector::
 
-    python tests/dbt_support.py ensure-fakesnow-venv      # any Python 3.10+: creates the venv
-    python tests/dbt_support.py serve-fakesnow --port N
-    python tests/dbt_support.py load-fakesnow --pg-dsn DSN --port N --database RAW
-    python tests/dbt_support.py query-fakesnow --port N "SELECT ..." ...
+    .venv/bin/python -m pgp_testkit.dbt ensure-fakesnow-venv      # creates the venv
+    python -m pgp_testkit.dbt serve-fakesnow --port N
+    python -m pgp_testkit.dbt load-fakesnow --pg-dsn DSN --port N --database RAW
+    python -m pgp_testkit.dbt query-fakesnow --port N "SELECT ..." ...
 
 Tools:
 - dbt: Meltano's utility venvs (`meltano install`, done by scripts/bootstrap):
@@ -36,9 +37,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-ROOT = Path(__file__).resolve().parents[1]
+from pgp_testkit.daemon import free_port
+from pgp_testkit.dsn import connection_config
+from pgp_testkit.paths import ROOT, kit_command, kit_env
+
 TRANSFORM = ROOT / "transform"
 MANIFESTS = (
     ROOT / "manifests" / "gitlab_demo_db_manifest.yaml",
@@ -115,17 +118,6 @@ def fakesnow_python() -> Path:
 # --------------------------------------------------------------------------- RAW pipeline
 
 
-def connection(dsn: str) -> dict[str, Any]:
-    url = urlsplit(dsn)
-    return {
-        "host": url.hostname,
-        "port": url.port,
-        "user": unquote(url.username or ""),
-        "password": unquote(url.password or ""),
-        "database": unquote(url.path.lstrip("/")),
-    }
-
-
 def target_postgres_config(warehouse_dsn: str) -> dict[str, Any]:
     """meltano.yml's target-postgres config (append-only, metadata, hard deletes) + connection."""
     import yaml  # the test venv has PyYAML (the tap depends on it)
@@ -133,7 +125,7 @@ def target_postgres_config(warehouse_dsn: str) -> dict[str, Any]:
     project = yaml.safe_load((ROOT / "meltano.yml").read_text())
     for loader in project["plugins"]["loaders"]:
         if loader["name"] == "target-postgres":
-            return {**loader.get("config", {}), **connection(warehouse_dsn)}
+            return {**loader.get("config", {}), **connection_config(warehouse_dsn)}
     raise ToolError("meltano.yml declares no loader target-postgres")
 
 
@@ -159,7 +151,7 @@ def run_pipeline(source_dsn: str, warehouse_dsn: str, workdir: Path, tap: Path) 
         tap_config.write_text(
             json.dumps(
                 {
-                    **connection(source_dsn),
+                    **connection_config(source_dsn),
                     "manifest_path": str(manifest),
                     "internal_projects_csv": str(SEEDS / "internal_gitlab_projects.csv"),
                     "internal_namespaces_csv": str(SEEDS / "internal_gitlab_namespaces.csv"),
@@ -242,7 +234,7 @@ class Dbt:
 
 
 def dbt_postgres(warehouse_dsn: str, workdir: Path, schema: str = "analytics") -> Dbt:
-    conn = connection(warehouse_dsn)
+    conn = connection_config(warehouse_dsn)
     return Dbt(
         executable=require(DBT_POSTGRES),
         profiles_dir=TRANSFORM / "profiles" / "postgres",
@@ -305,22 +297,17 @@ SNOWFLAKE_TYPES = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def fakesnow_server(python: Path, log: Path) -> Iterator[int]:
     """A fakesnow server on 127.0.0.1 (in memory) for the duration; yields its port."""
     port = free_port()
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [str(python), str(Path(__file__).resolve()), "serve-fakesnow", "--port", str(port)],
+            kit_command(python, "dbt", "serve-fakesnow", "--port", str(port)),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=kit_env(),
         )
     try:
         deadline = time.monotonic() + 60
@@ -352,20 +339,13 @@ def load_fakesnow(
     python: Path, pg_dsn: str, port: int, database: str, create: Sequence[str]
 ) -> str:
     """Copy RAW (schema tap_postgres of ``pg_dsn``) into <database>.TAP_POSTGRES of fakesnow."""
-    cmd = [
-        str(python),
-        str(Path(__file__).resolve()),
-        "load-fakesnow",
-        "--pg-dsn",
-        pg_dsn,
-        "--port",
-        str(port),
-        "--database",
-        database,
-    ]
+    cmd = kit_command(
+        python, "dbt", "load-fakesnow", "--pg-dsn", pg_dsn, "--port", str(port),
+        "--database", database,
+    )  # fmt: skip
     for name in create:
         cmd += ["--create-database", name]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=kit_env())
     if done.returncode:
         raise ToolError(f"load-fakesnow failed:\n{tail(done.stdout + done.stderr)}")
     return done.stdout
@@ -377,8 +357,8 @@ def query_fakesnow(python: Path, port: int, *statements: str) -> list[list[list[
     Values come back as JSON (timestamps as text: fakesnow 0.12 returns NULL timestamps as
     1970-01-01 through the connector, so compare timestamps in SQL, not in Python).
     """
-    cmd = [str(python), str(Path(__file__).resolve()), "query-fakesnow", "--port", str(port)]
-    done = subprocess.run([*cmd, *statements], capture_output=True, text=True)
+    cmd = kit_command(python, "dbt", "query-fakesnow", "--port", str(port))
+    done = subprocess.run([*cmd, *statements], capture_output=True, text=True, env=kit_env())
     if done.returncode:
         raise ToolError(f"query-fakesnow failed:\n{tail(done.stdout + done.stderr)}")
     return json.loads(done.stdout)

@@ -3,7 +3,7 @@ comparison of RAW with the source. Used by tests/test_gitlab_schema.py.
 
 Source: ``gitlab_manifest_tables.sql`` (the 206 tables GitLab's manifests read, with the column
 types, NOT NULL flags and primary keys of gitlab.com's db/structure.sql), found like the
-manifests (``tap-gitlab-postgres/tests/reference.py``: ../shared when present, else the copy).
+manifests (:mod:`pgp_testkit.reference`: ../shared when present, else the copy).
 
 Rows: :func:`fill` writes :data:`ROWS` rows into every table, generated from the catalog
 (``pg_attribute`` / ``pg_constraint``). Row ``r`` of every table takes the ``r``-th edge value
@@ -45,7 +45,6 @@ mapped" and "BATCH mode") is allowed to change a value's text.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import re
@@ -62,7 +61,8 @@ import psycopg
 import yaml
 from psycopg import sql
 
-ROOT = Path(__file__).resolve().parent.parent
+from pgp_testkit.paths import ROOT
+
 TAP = ROOT / ".venv" / "bin" / "tap-gitlab-postgres"
 TARGET = ROOT / ".meltano" / "loaders" / "target-postgres" / "venv" / "bin" / "target-postgres"
 SEEDS = ROOT / "transform" / "seeds"
@@ -86,19 +86,6 @@ SESSION = {"TimeZone": "UTC", "DateStyle": "ISO", "IntervalStyle": "iso_8601"}
 SOURCE_DEFAULTS = {"TimeZone": "Asia/Kathmandu", "DateStyle": "SQL, DMY"}
 # Columns RAW adds to the query's: the tap's and target-postgres' (add_record_metadata).
 TAP_METADATA = ("_uploaded_at", "_task_instance")
-
-
-def _reference():
-    """tap-gitlab-postgres/tests/reference.py (loaded by path: it is not a package)."""
-    path = ROOT / "tap-gitlab-postgres" / "tests" / "reference.py"
-    spec = importlib.util.spec_from_file_location("gitlab_schema_reference", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-reference = _reference()
 
 
 # =============================================================================== catalog
