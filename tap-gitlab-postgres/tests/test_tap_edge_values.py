@@ -30,6 +30,8 @@ import yaml
 from pgp_testkit.dsn import connection_config
 from pgp_testkit.tap import TAP, TapRun, run_tap, write_json, write_manifest
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = ROOT / ".meltano/loaders/target-postgres/venv/bin/target-postgres"
 STREAM = "gitlab_db_things"

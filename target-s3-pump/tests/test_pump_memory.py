@@ -32,6 +32,8 @@ from target_s3_pump.publish import publish_pump
 from target_s3_pump.s3 import S3Store, make_client
 from target_s3_pump.spool import PumpSpool
 
+pytestmark = pytest.mark.slow
+
 Y = "pumps_sensitive-pump_big"
 SMALL, LARGE = 10_000, 100_000
 MIB = 1024 * 1024
