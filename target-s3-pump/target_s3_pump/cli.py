@@ -8,7 +8,6 @@ Validate (for review of a change; exit 0 valid, 1 invalid, 2 usage)::
 Derive what the extractor reads from pumps.yml (one stream per pump, ``<schema>-<model>``;
 INCREMENTAL on ``timestamp_column``, FULL_TABLE when it is null), so there is no second list::
 
-    eval "$(pumps-check pumps.yml --meltano-env tap-pumps)"   # TAP_PUMPS__SELECT / __METADATA
     pumps-check pumps.yml --meltano-yml tap-pumps --inherit-from tap-postgres > pumps.meltano.yml
     pumps-check pumps.yml --meltano-yml tap-pumps --inherit-from tap-postgres \\
         --check pumps.meltano.yml                          # CI: exit 1 when out of date
@@ -35,7 +34,6 @@ from target_s3_pump.pumps import (
     PumpsFileError,
     Schemas,
     load_pumps,
-    meltano_env,
     meltano_selection,
     meltano_yml,
 )
@@ -65,11 +63,6 @@ def _parser() -> argparse.ArgumentParser:
         "--sensitive-schema", help="schema of sensitive pumps (default pumps_sensitive)"
     )
     out = parser.add_mutually_exclusive_group()
-    out.add_argument(
-        "--meltano-env",
-        metavar="EXTRACTOR",
-        help="print `export <EXTRACTOR>__SELECT/__METADATA=...` lines for Meltano",
-    )
     out.add_argument(
         "--meltano-yml",
         metavar="EXTRACTOR",
@@ -132,7 +125,7 @@ def _resolve(args: argparse.Namespace) -> tuple[PumpsFile, Schemas, PumpSettings
         return settings.pumps, settings.schemas, settings
 
     stages: set[str] | None = set(args.stage) if args.stage else _env_stages()
-    generating = args.meltano_env or args.meltano_yml or args.select_json
+    generating = args.meltano_yml or args.select_json
     if stages is None and not generating:
         print(
             f"{PROG}: note: stage names not checked (give --config, --stage or {ENV_PREFIX}STAGES)",
@@ -192,9 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: {len(exc.problems)} problem(s); nothing was written", file=sys.stderr)
         return 1
 
-    if args.meltano_env:
-        sys.stdout.write(meltano_env(pumps, schemas, args.meltano_env))
-    elif args.select_json:
+    if args.select_json:
         print(json.dumps(meltano_selection(pumps, schemas), indent=2))
     elif args.meltano_yml:
         text = meltano_yml(pumps, schemas, args.meltano_yml, args.inherit_from)
