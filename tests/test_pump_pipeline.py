@@ -3,21 +3,23 @@
 Real processes and servers only: `.venv/bin/meltano` runs this repository's meltano.yml
 against two databases of the session's throwaway Postgres cluster (pipeline_support.Pipeline:
 own Meltano state, empty --env-file) and a moto S3 server of its own (scripts/locals3.py).
-The pump extractor's selection comes from pumps.yml through `pumps-check --meltano-env
-tap-pumps` (TAP_PUMPS__SELECT / __METADATA), as `make pump` and scripts/demo do.
+The pump extractor's selection is plugins/pumps.meltano.yml, generated from pumps.yml
+(`make definitions`), so run 1 is plain Meltano.
 
 One scenario on a small demo source, shared by the tests in file order:
   run 1  `meltano run pipeline` (EL, dbt seed + run, then the pump): every pump listed in
          pumps.yml is exported in full (no bookmark yet); objects read back with boto3
   run 2  after `demo_source.touch`, with a temp copy of transform/ and of pumps.yml
          (DBT_POSTGRES_PROJECT_DIR, TARGET_S3_PUMP_PUMPS_FILE) holding one new dbt model in
-         marts/pumps plus its pumps.yml entry, and one more model without an entry:
+         marts/pumps plus its pumps.yml entry, and one more model without an entry (the
+         copy's selection, as `make definitions` derives it, goes in through Meltano's env
+         override of the extractor's extras, TAP_PUMPS__SELECT / __METADATA):
          `meltano run el-main el-main-scd dbt-postgres:run pump`. The existing pumps send
          exactly the rows with timestamp_column >= their bookmark, the new pump appears
          (FULL_TABLE, another stage) with meltano.yml untouched, the unlisted model never
          leaves the warehouse.
-Plus: the fallback selection without pumps-check, the prod config of the new plugins, and
-that meltano.yml declares every setting the installed plugins know.
+Plus: plain Meltano selects exactly pumps.yml's pumps, and the prod config of the pump
+plugins resolves.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import hashlib
 import io
 import json
 import re
-import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -36,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import demo_source
+import plugin_definitions
 import pytest
 import yaml
 from pgp_testkit.locals3 import LocalS3
@@ -99,22 +101,15 @@ def dev_bucket() -> str:
     return loader["config"]["bucket"]
 
 
-def pump_selection(pumps_file: Path, extractor: str = EXTRACTOR) -> dict[str, str]:
-    """The documented mechanism: `pumps-check FILE --meltano-env EXTRACTOR` export lines."""
-    out = subprocess.run(
-        [str(PUMPS_CHECK), str(pumps_file), "--meltano-env", extractor],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    env = {}
-    for line in out.splitlines():
-        if line.startswith("export "):
-            key, _, value = line[len("export ") :].partition("=")
-            env[key] = shlex.split(value)[0]
-    prefix = re.sub(r"[^A-Za-z0-9]", "_", extractor).upper()
-    assert set(env) == {f"{prefix}__SELECT", f"{prefix}__METADATA"}, out
-    return env
+def pump_selection(pumps_file: Path) -> dict[str, str]:
+    """The selection `make definitions` derives from a pumps.yml, as Meltano's env override
+    of the pump extractor's extras (run 2 reads a copy of pumps.yml)."""
+    (entry,) = (e for e in plugin_definitions.pump_extractors(pumps_file) if e["name"] == EXTRACTOR)
+    prefix = re.sub(r"[^A-Za-z0-9]", "_", EXTRACTOR).upper()
+    return {
+        f"{prefix}__SELECT": json.dumps(entry["select"]),
+        f"{prefix}__METADATA": json.dumps(entry["metadata"]),
+    }
 
 
 def stamp(interval_end: str) -> str:
@@ -256,9 +251,8 @@ def run1(pg, s3, tmp_path_factory):
     pipe.extra_env.update(
         LOCALS3_ENDPOINT_URL=s3.endpoint_url,
         TARGET_S3_PUMP_SUMMARY_FILE=str(pipe.home / "summary1.json"),
-        **pump_selection(PUMPS_FILE),
     )
-    pipe.run1 = pipe.run("pipeline")  # the job: EL, dbt seed + run, then the pump
+    pipe.run1 = pipe.run("pipeline")  # the job, plain: EL, dbt seed + run, then the pump
     pipe.summary1 = json.loads((pipe.home / "summary1.json").read_text())
     pipe.keys1 = pipe.bucket.list_keys()
     pipe.state1 = pump_state(pipe)
@@ -443,17 +437,16 @@ def test_model_without_pumps_yml_entry_never_leaves(run2):
     assert {p["pump"] for p in pipe.summary2["published"]} == {CONTACT, ACTIVITY, ADDED}
 
 
-def test_without_pumps_check_nothing_is_selected(run2):
-    """meltano.yml's own `select` is only a fallback for a run without pumps-check's
-    variables: it selects no stream (and Meltano says why), so nothing leaves. With them,
-    the selection is pumps.yml's: test_model_without_pumps_yml_entry_never_leaves."""
+def test_plain_meltano_selects_exactly_pumps_yml(run2):
+    """Without any override, the pump extractor selects the pumps of the project's
+    pumps.yml (plugins/pumps.meltano.yml): not run 2's added pump, not the unlisted model."""
     pipe = run2
     env = {k: v for k, v in pipe.env().items() if not k.startswith("TAP_PUMPS__")}
     listing = pipe.meltano("select", EXTRACTOR, "--list", "--all", env=env)
-    streams = {m.group(1) for m in re.finditer(r"^\s*\[\w+\s*\] ([^.\s]+)\.", listing.stdout, re.M)}
-    assert {f"pumps_sensitive-{CONTACT}", f"pumps-{ACTIVITY}", f"pumps-{UNLISTED}"} <= streams
-    assert not re.search(r"^\s*\[selected", listing.stdout, re.M), listing.stdout
-    assert "Stream `run-pumps-check-meltano-env-first` was not found" in listing.stderr
+    lines = re.findall(r"^\s*\[(\w+)\s*\] ([^.\s]+)\.", listing.stdout, re.M)
+    assert {f"pumps-{ADDED}", f"pumps-{UNLISTED}"} <= {stream for _, stream in lines}
+    selected = {stream for status, stream in lines if status in ("selected", "automatic")}
+    assert selected == {f"pumps_sensitive-{CONTACT}", f"pumps-{ACTIVITY}"}, listing.stdout
 
 
 # ========================================================================== production
@@ -561,35 +554,3 @@ def test_prod_pump_config(config_only):
     assert "s3://gitlab-data-pumps-prod/data_pump/pump_marketing_contact/" in check.stdout
     for name in ("invoke", "invoke-no-interval"):
         assert "0 pump(s) failed" in results[name].stderr, results[name].stderr
-
-
-def test_declared_settings_match_the_installed_plugins():
-    """meltano.yml declares every setting the new plugins know (no Hub), secrets sensitive."""
-    plugins = yaml.safe_load((ROOT / "meltano.yml").read_text())["plugins"]
-    declared = {p["name"]: p for kind in plugins.values() for p in kind}
-    venvs = ROOT / ".meltano"
-    executables = {
-        "tap-pumps": venvs / "extractors/tap-pumps/venv/bin/tap-postgres",
-        "tap-pumps-snowflake": venvs / "extractors/tap-pumps-snowflake/venv/bin/tap-snowflake",
-        "target-s3-pump": venvs / "loaders/target-s3-pump/venv/bin/target-s3-pump",
-    }
-
-    def about(exe: Path) -> dict:
-        out = subprocess.run(
-            [str(exe), "--about", "--format", "json"], check=True, capture_output=True, text=True
-        ).stdout
-        return json.loads(out)
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        abouts = dict(zip(executables, pool.map(about, executables.values()), strict=True))
-    for name, info in abouts.items():
-        plugin = declared[name]
-        settings = {s["name"]: s for s in plugin["settings"]}
-        known = info["settings"]["properties"]
-        assert set(settings) == set(known), (name, set(settings) ^ set(known))
-        secret = {k for k, v in known.items() if v.get("secret")}
-        sensitive = {k for k, s in settings.items() if s.get("sensitive")}
-        assert secret <= sensitive, (name, secret - sensitive)
-        assert set(plugin["capabilities"]) == set(info["capabilities"]), name
-    assert abouts["tap-pumps"]["version"] == "0.10.0"
-    assert abouts["tap-pumps-snowflake"]["version"] == "0.5.6"

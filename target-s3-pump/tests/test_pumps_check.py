@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,16 +19,6 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     code = main(argv)
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def exports(text: str) -> dict[str, object]:
-    """The values of `export NAME='json'` lines, as a shell would see them."""
-    values: dict[str, object] = {}
-    for line in text.splitlines():
-        if line.startswith("export "):
-            name, _, value = line.removeprefix("export ").partition("=")
-            values[name] = json.loads(shlex.split(value)[0])
-    return values
 
 
 def test_gitlab_pumps_yml_validates(capsys: pytest.CaptureFixture[str]) -> None:
@@ -167,55 +154,6 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Mo
 # --------------------------------------------------------------------------- selection
 
 
-def test_meltano_env_drives_the_extractor_from_pumps_yml(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    code, out, _ = run([str(GITLAB_PUMPS_YML), "--meltano-env", "tap-postgres-pumps"], capsys)
-    assert code == 0
-    values = exports(out)
-    assert set(values) == {"TAP_POSTGRES_PUMPS__SELECT", "TAP_POSTGRES_PUMPS__METADATA"}
-    assert values["TAP_POSTGRES_PUMPS__SELECT"] == [
-        f"pumps_sensitive-{m}.*"
-        for m in (
-            "pump_marketing_contact",
-            "pump_subscription_product_usage",
-            "pump_disaster_relief_fund",
-            "pump_daily_data_science_scores",
-            "pump_churn_forecasting_scores",
-            "pump_opportunity_forecasting_scores",
-        )
-    ]
-    metadata = values["TAP_POSTGRES_PUMPS__METADATA"]
-    assert isinstance(metadata, dict)
-    assert metadata["pumps_sensitive-pump_marketing_contact"] == {
-        "replication-method": "INCREMENTAL",
-        "replication-key": "last_changed",
-    }
-    assert metadata["pumps_sensitive-pump_disaster_relief_fund"] == {
-        "replication-method": "FULL_TABLE"
-    }
-
-
-def test_meltano_env_is_valid_shell(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "pumps-check"),
-            str(GITLAB_PUMPS_YML),
-            "--meltano-env",
-            "tap-pumps",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    script = f'{out}\nprintf "%s" "$TAP_PUMPS__METADATA"'
-    shown = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
-    assert json.loads(shown.stdout)["pumps_sensitive-pump_churn_forecasting_scores"] == {
-        "replication-method": "INCREMENTAL",
-        "replication-key": "updated_at",
-    }
-
-
 def test_adding_a_pump_entry_adds_its_stream_to_the_extractor(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -286,6 +224,6 @@ def test_invalid_pumps_yml_generates_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write_pumps(tmp_path, [{"model": "pump_x"}])
-    code, out, err = run([str(path), "--meltano-env", "tap-pumps"], capsys)
+    code, out, err = run([str(path), "--select-json"], capsys)
     assert code == 1 and out == ""
     assert "missing key 'timestamp_column'" in err
