@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap test lint demo pump meltano pumps-check
+.PHONY: bootstrap test lint demo pump meltano pumps-check definitions
 
 # Idempotent and fast when nothing changed (see scripts/bootstrap).
 bootstrap:
@@ -22,19 +22,20 @@ DEMO_ARGS ?=
 demo:
 	@python3 scripts/demo $(DEMO_ARGS)
 
-# The Data Pump (README.md, "The Data Pump"). The pump extractors' selection comes from
-# pumps.yml at run time: pumps-check prints TAP_PUMPS__SELECT / __METADATA (and the same
-# for prod's tap-pumps-snowflake), Meltano reads them. Needs `make demo`'s local S3 running.
+# The Data Pump (README.md, "The Data Pump"): plain `meltano run pump` reads what pumps.yml
+# lists (plugins/pumps.meltano.yml, from `make definitions`). Needs `make demo`'s local S3.
 #   make pump                          meltano run pump (dev)
-#   make meltano ARGS="run pipeline"   any meltano command with the selection set
+#   make meltano ARGS="run pipeline"   any meltano command
 PUMPS_FILE ?= pumps.yml
-PUMP_SELECTION = eval "$$(.venv/bin/pumps-check $(PUMPS_FILE) --meltano-env tap-pumps)" \
-	&& eval "$$(.venv/bin/pumps-check $(PUMPS_FILE) --meltano-env tap-pumps-snowflake)"
 ARGS ?= run pump
 pump:
-	@$(PUMP_SELECTION) && .venv/bin/meltano run pump
+	@.venv/bin/meltano run pump
 meltano:
-	@$(PUMP_SELECTION) && .venv/bin/meltano $(ARGS)
+	@.venv/bin/meltano $(ARGS)
+# Regenerate what is derived from the plugins' --about and from pumps.yml: lock files,
+# the in-repo plugins' meltano-plugin.yml and README settings tables, plugins/pumps.meltano.yml.
+definitions:
+	@$(PY) scripts/plugin_definitions.py
 # Validate pumps.yml against the target's resolved settings (stages, buckets), writing nothing.
 pumps-check:
 	@cfg=$$(mktemp) && trap 'rm -f "$$cfg"' EXIT \
