@@ -1,0 +1,1 @@
+"""Airflow orchestration of the Meltano project (README.md here)."""

@@ -1,0 +1,96 @@
+"""One operator factory for both deployments: a step of the plan becomes a BashOperator
+running the project's .venv/bin/meltano (local) or a KubernetesPodOperator running the
+project's image (production). Only how the command runs differs; the command is the same."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+from airflow.models import BaseOperator
+
+from orchestrate.plan import Extract, MeltanoRun
+from orchestrate.project import Project
+from orchestrate.settings import Resources, Settings
+
+# The run's data interval end: the tap's execution_date (end of incremental windows) and
+# the pump's interval_end, so a retry of a run reads and publishes the same interval.
+INTERVAL_END = "{{ data_interval_end.isoformat() }}"
+
+
+class OperatorFactory:
+    def __init__(self, settings: Settings, project: Project) -> None:
+        self.settings = settings
+        self.project = project
+
+    def extract(self, step: Extract, *, pool: str, full_refresh: bool = False) -> BaseOperator:
+        env = {step.execution_date_env: INTERVAL_END}
+        if self.settings.executor == "local":
+            env[step.batch_config_env] = self._own_batch_folder(step)
+        argv = [*self.settings.meltano, *step.meltano_args(full_refresh=full_refresh)]
+        return self._operator(step.task_id, argv, env, "extract", pool=pool)
+
+    def meltano_run(self, step: MeltanoRun, **kwargs: Any) -> BaseOperator:
+        argv = [*self.settings.meltano, *step.meltano_args()]
+        if step.task_id == "pump":
+            return self._operator(
+                "pump", argv, {"PUMP_INTERVAL_END": INTERVAL_END}, "pump", **kwargs
+            )
+        return self._operator(step.task_id, argv, {}, "transform", **kwargs)
+
+    def _own_batch_folder(self, step: Extract) -> str:
+        """Local runs share .meltano/run: each task writes its batch files to a folder of its
+        own, because the tap deletes a stream's earlier files (pgp_row_counts is in every
+        task) when the stream starts, which could be while another task's loader reads
+        them. (Pods have their own filesystem.)"""
+        config = dict(
+            self.project.setting(step.extractor, "batch_config", self.settings.environment) or {}
+        )
+        storage = dict(config.get("storage") or {})
+        root = str(storage.get("root") or f"file://{self.settings.root}/.meltano/run/pgp-batches")
+        storage["root"] = f"{root.rstrip('/')}/{step.state_id.replace(':', '-')}"
+        config["storage"] = storage
+        return json.dumps(config)
+
+    def _operator(
+        self, task_id: str, argv: list[str], env: dict[str, str], kind: str, **kwargs: Any
+    ) -> BaseOperator:
+        env = {"MELTANO_ENVIRONMENT": self.settings.environment, **env}
+        common = {
+            "task_id": task_id,
+            "retries": self.settings.retries,
+            **kwargs,
+        }
+        if self.settings.kubernetes is None:
+            from airflow.providers.standard.operators.bash import BashOperator
+
+            return BashOperator(
+                bash_command=shlex.join(argv),
+                env=env,
+                append_env=True,  # the worker's env: LOCALPG_*, MELTANO_DATABASE_URI, ...
+                cwd=str(self.settings.root),
+                **common,
+            )
+        from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+        from kubernetes.client import models as k8s
+
+        pod = self.settings.kubernetes
+        resources: Resources = pod.resources[kind]
+        return KubernetesPodOperator(
+            name=f"pgp-{task_id}".replace("_", "-")[:63],
+            namespace=pod.namespace,
+            image=pod.image,
+            cmds=argv[:1],
+            arguments=argv[1:],
+            env_vars=env,
+            env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=pod.secret))],
+            service_account_name=pod.service_account,
+            container_resources=k8s.V1ResourceRequirements(
+                requests={"cpu": resources.cpu, "memory": resources.memory},
+                limits={"memory": resources.memory},
+            ),
+            get_logs=True,
+            on_finish_action="delete_pod",
+            **common,
+        )

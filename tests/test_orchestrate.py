@@ -1,0 +1,426 @@
+"""Airflow orchestration (orchestrate/): the DAGs as Airflow parses them, and real runs.
+
+DAG integrity: the DAG folder imports clean in the Airflow venv (installed by the test run:
+`orchestrate/airflow-venv`, what `make airflow-venv` runs); one extract per manifest table
+(the tap's own manifest parser says which), each with its own state ID; the deletes pass
+after its tables; dbt after every extract, then the trust checks, then the pump; the
+KubernetesPodOperator variant renders the image, command, env and resources.
+
+Real runs, in a Meltano sandbox on the test cluster, with a 4-table manifest and the job
+`el-main` (3 incremental tables, 1 load_by_id; the deletes pass, whose order the
+integrity test checks, switched off to keep the run short):
+  1. today's way, `meltano run el-main` (one combined state ID);
+  2. `orchestrate.split_state` splits that state into per-table state IDs;
+  3. the source is touched and `pgp` runs through Airflow (execution API on loopback,
+     `dags test --use-executor`): the tables extract in parallel, incrementally (the split
+     re-copied nothing: exactly the touched rows move, table versions unchanged);
+  4. `pgp_resync` with stream=gitlab_db_users: that table alone is copied afresh.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import psycopg
+import pytest
+import yaml
+from psycopg import sql
+
+from orchestrate.local import (
+    AIRFLOW_VENV,
+    LocalAirflow,
+    demo_source,
+    ensure_airflow_venv,
+    meltano_sandbox,
+    stored_state_ids,
+)
+from orchestrate.plan import Plan
+from orchestrate.project import ROOT, Project, ProjectError, manifest_streams
+from orchestrate.settings import Settings
+
+MAIN, SCD, DELETES = (
+    "tap-gitlab-postgres--main",
+    "tap-gitlab-postgres--main-scd",
+    "tap-gitlab-postgres--main-deletes",
+)
+# manifest key -> source table of the real run's manifest: unfiltered tables, so RAW
+# holds exactly the source's rows.
+RUN_TABLES = {
+    "merge_requests": "merge_requests",
+    "users": "users",
+    "projects": "projects",
+    "merge_request_diff_commits": "merge_request_diff_commits",  # load_by_id
+}
+RESYNCED = "gitlab_db_users"
+
+
+@pytest.fixture(scope="session")
+def airflow_venv() -> Path:
+    ensure_airflow_venv()
+    return AIRFLOW_VENV
+
+
+def describe(tmp: Path, **settings: str) -> dict:
+    """orchestrate.describe in the Airflow venv with PGP_* ``settings``."""
+    out = tmp / f"dags-{uuid.uuid4().hex[:6]}.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PGP_", "AIRFLOW"))}
+    env.update(AIRFLOW_HOME=str(tmp / "airflow-home"), **settings)
+    proc = subprocess.run(
+        [str(AIRFLOW_VENV / "bin" / "python"), "-m", "orchestrate.describe", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def tap_streams(extractor: str, environment: str) -> list[str]:
+    """The streams the tap itself makes of the extractor's manifest."""
+    from tap_gitlab_postgres.manifest import load_manifest
+
+    project = Project.load()
+    path = project.setting(extractor, "manifest_path", environment)
+    return [t.stream_name for t in load_manifest(path, "main").tables]
+
+
+def ancestors(tasks: dict, task_id: str) -> set[str]:
+    seen: set[str] = set()
+    todo = list(tasks[task_id]["upstream"])
+    while todo:
+        t = todo.pop()
+        if t not in seen:
+            seen.add(t)
+            todo += tasks[t]["upstream"]
+    return seen
+
+
+def state_id_of(task: dict) -> str:
+    args = task["command"].split() if "command" in task else task["arguments"]
+    return args[args.index("--state-id") + 1]
+
+
+# --------------------------------------------------------------------------- DAG integrity
+
+
+def test_dag_folder_local(airflow_venv: Path, tmp_path: Path) -> None:
+    out = describe(tmp_path)
+    assert out["import_errors"] == {}
+    assert set(out["dags"]) == {"pgp", "pgp_resync"}
+    dag = out["dags"]["pgp"]
+    assert (dag["max_active_runs"], dag["catchup"], dag["schedule"]) == (1, False, None)
+    tasks = dag["tasks"]
+
+    extracts = {f"{x}.{s}": (x, s) for x in (MAIN, SCD) for s in tap_streams(x, "dev")}
+    assert len(extracts) == 20
+    el_tasks = {t for t, d in tasks.items() if " el " in d.get("command", "")}
+    assert el_tasks == {*extracts, DELETES}
+    for task_id, (extractor, stream) in extracts.items():
+        task = tasks[task_id]
+        assert task["command"] == (
+            f"{ROOT}/.venv/bin/meltano el {extractor} target-postgres --state-id "
+            f"dev:pgp-main:{stream} --select {stream} --select pgp_row_counts"
+        )
+        assert (task["pool"], task["retries"], task["cwd"]) == ("pgp-main", 2, str(ROOT))
+        assert task["env"]["MELTANO_ENVIRONMENT"] == "dev"
+        assert (
+            task["env"][f"{extractor.upper().replace('-', '_')}_EXECUTION_DATE"]
+            == "{{ data_interval_end.isoformat() }}"
+        )
+    state_ids = [state_id_of(tasks[t]) for t in el_tasks]
+    assert len(set(state_ids)) == len(state_ids) == 21
+    assert "dev:pgp-main:deletes" in state_ids
+    # Local tasks share .meltano/run: each writes its batch files to a folder of its own.
+    roots = {
+        json.loads(next(v for k, v in tasks[t]["env"].items() if k.endswith("_BATCH_CONFIG")))[
+            "storage"
+        ]["root"]
+        for t in el_tasks
+    }
+    assert len(roots) == 21
+
+    # The deletes pass after every table of its extractor; dbt after everything.
+    assert ancestors(tasks, DELETES) == {x for x in extracts if x.startswith(f"{MAIN}.")}
+    assert ancestors(tasks, "transform") == el_tasks
+    assert tasks["transform"]["command"].endswith("meltano run dbt-postgres:seed dbt-postgres:run")
+    assert tasks["trust"]["upstream"] == ["transform"]
+    assert tasks["trust"]["command"].endswith("meltano run dbt-postgres:trust")
+    assert tasks["pump"]["upstream"] == ["trust"]
+    assert tasks["pump"]["command"].endswith("meltano run tap-pumps target-s3-pump")
+    assert tasks["pump"]["env"]["PUMP_INTERVAL_END"] == "{{ data_interval_end.isoformat() }}"
+
+    resync = out["dags"]["pgp_resync"]
+    assert resync["schedule"] is None and resync["max_active_runs"] == 1
+    assert resync["params"]["stream"] == "all"
+    resync_el = {t for t, d in resync["tasks"].items() if " el " in d.get("command", "")}
+    assert resync_el == set(extracts)
+    for task_id in resync_el:
+        task = resync["tasks"][task_id]
+        assert "--full-refresh" in task["command"].split()
+        assert task["upstream"] == ["choose"]
+        assert state_id_of(task) == state_id_of(tasks[task_id])  # the same state IDs
+    assert ancestors(resync["tasks"], "trust") == {*resync_el, "choose", "transform"}
+
+
+def test_dag_folder_kubernetes(airflow_venv: Path, tmp_path: Path) -> None:
+    out = describe(
+        tmp_path,
+        PGP_EXECUTOR="kubernetes",
+        PGP_IMAGE="registry.example.com/data/pgp:2026.12.1",
+        PGP_RESOURCES_EXTRACT="cpu=2,memory=3Gi",
+    )
+    assert out["import_errors"] == {}
+    dag = out["dags"]["pgp"]
+    assert dag["schedule"] == "30 2,14 * * *"  # meltano.yml's schedule of pipeline-prod
+    tasks = dag["tasks"]
+    streams = tap_streams(MAIN, "prod")
+    for stream in streams:
+        task = tasks[f"{MAIN}.{stream}"]
+        assert task["operator"] == "KubernetesPodOperator"
+        assert task["image"] == "registry.example.com/data/pgp:2026.12.1"
+        assert task["cmds"] == ["meltano"]
+        assert task["arguments"] == [
+            "el", MAIN, "target-snowflake", "--state-id", f"prod:pgp-main:{stream}",
+            "--select", stream, "--select", "pgp_row_counts",
+        ]  # fmt: skip
+        assert task["env"] == {
+            "MELTANO_ENVIRONMENT": "prod",
+            "TAP_GITLAB_POSTGRES__MAIN_EXECUTION_DATE": "{{ data_interval_end.isoformat() }}",
+        }  # pods have their own filesystem: no batch folder per task
+        assert task["env_from"] == ["pgp-meltano"]  # state backend, systemdb, secrets
+        assert task["service_account"] == "pgp-meltano"
+        assert (task["requests"], task["limits"]) == (
+            {"cpu": "2", "memory": "3Gi"},
+            {"memory": "3Gi"},
+        )
+        assert (task["namespace"], task["pool"]) == ("pgp", "pgp-main")
+    assert tasks["transform"]["arguments"] == ["run", "dbt-snowflake:seed", "dbt-snowflake:run"]
+    assert tasks["transform"]["requests"] == {"cpu": "1", "memory": "2Gi"}
+    assert tasks["pump"]["cmds"] == ["meltano"]
+    assert tasks["pump"]["arguments"] == ["run", "tap-pumps-snowflake", "target-s3-pump"]
+    assert tasks["pump"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
+    assert tasks["pump"]["env"]["PUMP_INTERVAL_END"] == "{{ data_interval_end.isoformat() }}"
+
+
+def test_bad_settings_are_one_line_naming_the_variable() -> None:
+    with pytest.raises(ProjectError, match=r"^PGP_IMAGE: required with PGP_EXECUTOR=kubernetes$"):
+        Settings.from_env({"PGP_EXECUTOR": "kubernetes"})
+    with pytest.raises(ProjectError) as exc:
+        Settings.from_env(
+            {"PGP_EXECUTOR": "kubernetes", "PGP_IMAGE": "x", "PGP_RESOURCES_PUMP": "2"}
+        )
+    assert str(exc.value) == "PGP_RESOURCES_PUMP: expected cpu=<n>,memory=<n>, got '2'"
+    with pytest.raises(
+        ProjectError, match=r"^PGP_RETRIES: expected a whole number >= 0, got '-1'$"
+    ):
+        Settings.from_env({"PGP_RETRIES": "-1"})
+
+
+def test_project_follows_include_paths(tmp_path: Path) -> None:
+    """Plugins and jobs may live in included files; the plan is the same."""
+    project = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    moved = project["plugins"].pop("extractors")
+    project["include_paths"] = [*project.get("include_paths", []), "./extra/*.yml"]
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "extractors.yml").write_text(
+        yaml.safe_dump({"plugins": {"extractors": moved}, "jobs": project.pop("jobs")})
+    )
+    (tmp_path / "meltano.yml").write_text(yaml.safe_dump(project))
+    for path in project["include_paths"]:
+        if "*" not in path and (ROOT / path).exists():
+            (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / path).write_text((ROOT / path).read_text())
+    (tmp_path / "manifests").symlink_to(ROOT / "manifests")
+    for env in ("dev", "prod"):
+        here = Plan.build(Project.load(tmp_path), env)
+        there = Plan.build(Project.load(ROOT), env)
+        assert [x.state_id for x in here.extracts] == [x.state_id for x in there.extracts]
+        assert (here.transform, here.trust, here.pump) == (there.transform, there.trust, there.pump)
+
+
+def test_bad_manifest_is_one_line_naming_file_and_table(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("tables:\n  issues:\n    import_db: GITLAB_DB\n    export_table: 'a b'\n")
+    with pytest.raises(ProjectError) as exc:
+        manifest_streams(manifest, "main")
+    assert str(exc.value) == (
+        f"{manifest}: table 'issues': import_db and export_table must be identifiers"
+    )
+    manifest.write_text("tables: [\n")
+    with pytest.raises(ProjectError, match=rf"^{manifest}: invalid YAML: "):
+        manifest_streams(manifest, "main")
+
+
+# --------------------------------------------------------------------------- real runs
+
+
+def raw_counts(dsn: str, streams: list[str], since: float | None = None) -> dict[str, int]:
+    with psycopg.connect(dsn) as conn:
+        return {
+            s: conn.execute(
+                sql.SQL("SELECT count(*) FROM tap_postgres.{} WHERE _uploaded_at >= %s").format(
+                    sql.Identifier(s)
+                ),
+                (since or 0,),
+            ).fetchone()[0]
+            for s in streams
+        }
+
+
+def source_counts(dsn: str, tables: list[str]) -> dict[str, int]:
+    with psycopg.connect(dsn) as conn:
+        return {
+            t: conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))
+            ).fetchone()[0]
+            for t in tables
+        }
+
+
+@pytest.fixture(scope="module")
+def runs(airflow_venv: Path, pg, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    home = tmp_path_factory.mktemp("orchestrate")
+    suffix = uuid.uuid4().hex[:8]
+    source_db, warehouse_db = f"orch_src_{suffix}", f"orch_wh_{suffix}"
+    source = pg.create_database(source_db)
+    warehouse = pg.create_database(warehouse_db)
+    demo_source().create(source, rows=5000)
+
+    manifest = yaml.safe_load((ROOT / "manifests" / "gitlab_demo_db_manifest.yaml").read_text())
+    manifest["tables"] = {k: v for k, v in manifest["tables"].items() if k in RUN_TABLES}
+    path = home / "manifest.yaml"
+    path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    streams = manifest_streams(path, "main")
+    env = meltano_sandbox(home, pg, source_db, warehouse_db)
+    env.update(
+        PGP_PIPELINE_JOB="el-main",
+        PGP_RETRIES="0",
+        TAP_GITLAB_POSTGRES__MAIN_MANIFEST_PATH=str(path),
+        TAP_GITLAB_POSTGRES__MAIN_DELETES_DELETES_PASS="false",
+    )
+    os_env = {k: v for k, v in os.environ.items() if not k.startswith(("MELTANO_", "TAP_"))}
+    run_env = {**os_env, **env}
+
+    airflow = LocalAirflow(home / "airflow", env, parallelism=4)
+    setup = ThreadPoolExecutor(1).submit(airflow.setup, {"pgp-main": 4})  # meanwhile
+
+    # 1. Today's way: one `meltano run`, one state ID for the extractor.
+    meltano = [str(ROOT / ".venv" / "bin" / "meltano"), "--env-file", env["PGP_MELTANO_ENV_FILE"]]
+    done = subprocess.run(
+        [*meltano, "--environment=dev", "run", "el-main"],
+        cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    combined = stored_state_ids(env)
+
+    # 2. The split.
+    split = subprocess.run(
+        [sys.executable, "-m", "orchestrate.split_state", "--environment=dev", "--job=el-main"],
+        cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert split.returncode == 0, split.stderr
+    after_split = stored_state_ids(env)
+    again = subprocess.run(
+        [sys.executable, "-m", "orchestrate.split_state", "--job", "el-main"],
+        cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+    # 3. The DAG, after a touch of the source; 4. the resync of one table.
+    first_copy = raw_counts(warehouse, streams)
+    first_source = source_counts(source, list(RUN_TABLES.values()))
+    touched = demo_source().touch(source)
+    setup.result()
+    with airflow.execution_api():
+        started = time.time()
+        dag_run = airflow.dags_test("pgp", datetime.now(UTC))
+        after_dag = raw_counts(warehouse, streams)
+        moved = raw_counts(warehouse, streams, since=started)
+        states = stored_state_ids(env)
+        resync_started = time.time()
+        resync = airflow.dags_test(
+            "pgp_resync", datetime.now(UTC), conf=json.dumps({"stream": RESYNCED})
+        )
+    return SimpleNamespace(
+        source=source, warehouse=warehouse, streams=streams, combined=combined,
+        after_split=after_split, split=split, again=again, touched=touched,
+        first_copy=first_copy, first_source=first_source, dag_run=dag_run,
+        after_dag=after_dag, moved=moved,
+        states=states, resync=resync, resync_started=resync_started,
+        resync_states=stored_state_ids(env),
+    )  # fmt: skip
+
+
+@pytest.mark.e2e
+def test_split_state_gives_each_table_its_bookmark(runs: SimpleNamespace) -> None:
+    bookmarks = runs.combined["dev:tap-gitlab-postgres--main-to-target-postgres"]["singer_state"][
+        "bookmarks"
+    ]
+    for stream in runs.streams:
+        assert runs.after_split[f"dev:pgp-main:{stream}"] == {
+            "singer_state": {"bookmarks": {stream: bookmarks[stream]}}
+        }
+    assert f"dev:pgp-main:{stream} <- dev:tap-gitlab-postgres--main-to-target-postgres" in (
+        runs.split.stdout
+    )
+    # Once the per-table IDs exist, a second split refuses and changes nothing.
+    assert runs.again.returncode == 1
+    assert runs.again.stderr.startswith("split_state: error: per-table state already exists (")
+
+
+@pytest.mark.e2e
+def test_dag_runs_tables_in_parallel_incrementally(runs: SimpleNamespace) -> None:
+    run = runs.dag_run
+    assert run.state == "success", (run.failed(), run.log)
+    tables = [runs.dag_run.tasks[f"{MAIN}.{s}"] for s in runs.streams]
+    assert all(t.state == "success" and t.try_number == 1 for t in tables)
+    # Parallel: every table started before any of them ended.
+    assert max(t.started for t in tables) < min(t.ended for t in tables)
+    assert set(run.tasks) == {f"{MAIN}.{s}" for s in runs.streams}  # no deletes pass
+
+    assert sorted(runs.streams) == sorted(f"gitlab_db_{key}" for key in RUN_TABLES)
+    for key, table in RUN_TABLES.items():
+        stream = f"gitlab_db_{key}"
+        assert runs.first_copy[stream] == runs.first_source[table], stream
+        # Incremental from the split state: exactly the touched rows, no second copy.
+        assert runs.touched[table] > 0
+        assert runs.moved[stream] == runs.touched[table], stream
+        assert runs.after_dag[stream] == runs.first_copy[stream] + runs.touched[table]
+        old = runs.after_split[f"dev:pgp-main:{stream}"]["singer_state"]["bookmarks"][stream]
+        new = runs.states[f"dev:pgp-main:{stream}"]["singer_state"]["bookmarks"]
+        assert new[stream]["table_version"] == old["table_version"]
+        # Each state ID holds its own table's bookmark (and the row-count stream's).
+        assert set(new) == {stream, "pgp_row_counts"}
+    assert {s for s in runs.states if s.startswith("dev:pgp-")} == {
+        f"dev:pgp-main:{s}" for s in runs.streams
+    }
+
+
+@pytest.mark.e2e
+def test_resync_dag_copies_one_table_afresh(runs: SimpleNamespace) -> None:
+    run = runs.resync
+    assert run.state == "success", (run.failed(), run.log)
+    assert run.tasks[f"{MAIN}.{RESYNCED}"].state == "success"
+    others = [s for s in runs.streams if s != RESYNCED]
+    assert all(run.tasks[f"{MAIN}.{s}"].state == "skipped" for s in others)
+    # A full copy replaces the old rows (ACTIVATE_VERSION): RAW holds the source, exactly,
+    # which after the touch's updates is fewer rows than the appended history had.
+    users = source_counts(runs.source, ["users"])["users"]
+    assert runs.after_dag[RESYNCED] > users
+    assert raw_counts(runs.warehouse, [RESYNCED]) == {RESYNCED: users}
+    assert raw_counts(runs.warehouse, others) == {s: runs.after_dag[s] for s in others}
+    old = runs.states[f"dev:pgp-main:{RESYNCED}"]["singer_state"]["bookmarks"][RESYNCED]
+    new = runs.resync_states[f"dev:pgp-main:{RESYNCED}"]["singer_state"]["bookmarks"][RESYNCED]
+    assert new["table_version"] > old["table_version"]
+    for stream in others:
+        assert runs.resync_states[f"dev:pgp-main:{stream}"] == runs.states[f"dev:pgp-main:{stream}"]
