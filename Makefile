@@ -22,6 +22,16 @@ DEMO_ARGS ?=
 demo:
 	@python3 scripts/demo $(DEMO_ARGS)
 
+# Airflow (orchestrate/README.md): its own venv, .airflow-venv, pinned in
+# orchestrate/requirements.txt (fast when nothing changed). `make orchestrate-demo` runs the
+# pgp DAG on the demo source, tables in parallel (ORCHESTRATE_ARGS="--workers 2", "--reset").
+.PHONY: airflow-venv orchestrate-demo
+airflow-venv: bootstrap
+	@bash orchestrate/airflow-venv
+ORCHESTRATE_ARGS ?=
+orchestrate-demo: airflow-venv
+	@$(PY) -m orchestrate.demo $(ORCHESTRATE_ARGS)
+
 # The Data Pump (README.md, "The Data Pump"): plain `meltano run pump` reads what pumps.yml
 # lists (plugins/pumps.meltano.yml, from `make definitions`). Needs `make demo`'s local S3.
 #   make pump                          meltano run pump (dev)
