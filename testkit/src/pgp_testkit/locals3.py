@@ -152,7 +152,8 @@ class LocalS3(Daemon):
         return {
             "running": self.is_running(),
             "pid": self.pid,
-            "port": self.port,
+            # A server that does not run has no address yet (start() picks a free port).
+            "port": self.port if self.pid else None,
             "endpoint_url": self.endpoint_url if self.pid else None,
             "state_dir": str(self.state_dir),
             "log": str(self.log_file),
