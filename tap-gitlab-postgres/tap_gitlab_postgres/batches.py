@@ -31,7 +31,7 @@ from uuid import uuid4
 from singer_sdk.batch import BaseBatcher, lazy_chunked_generator
 
 from tap_gitlab_postgres.client import SourceError
-from tap_gitlab_postgres.schema import ArrowKind
+from tap_gitlab_postgres.schema import ArrowKind, Column
 from tap_gitlab_postgres.sdk_compat import BaseBatchFileEncoding, BatchConfig
 
 if TYPE_CHECKING:
@@ -251,7 +251,7 @@ class ColumnarBatchFiles:
         self.files = 0
         self._rows = 0  # rows handed to the worker for the current file
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: deque[Future] = deque()
+        self._pending: deque[Future[Any]] = deque()
         # Worker state (touched only by the worker thread).
         self._stack: ExitStack | None = None
         self._writer: Any = None
@@ -398,7 +398,7 @@ def _use_lean_memory_pool() -> None:
 class _Layout:
     """The Arrow schema of one stream's rows, and CSV pieces turned into tables of it."""
 
-    def __init__(self, columns: list, constants: dict[str, tuple[str, Any]]) -> None:
+    def __init__(self, columns: list[Column], constants: dict[str, tuple[str, Any]]) -> None:
         import pyarrow as pa
         import pyarrow.csv as pacsv
 
@@ -523,7 +523,7 @@ def _json_lists(texts: pa.ChunkedArray, list_type: pa.ListType) -> pa.Array:
     import pyarrow as pa
 
     as_text = pa.types.is_string(list_type.value_type)
-    values: list[list | None] = []
+    values: list[list[Any] | None] = []
     for text in texts.to_pylist():
         if text is None:
             values.append(None)
@@ -543,7 +543,7 @@ class ArrowRecordBatcher(BaseBatcher):
     ``singer_sdk.batch_encoders`` entry point (singer-sdk 0.55 registers its own
     ``arrow``)."""
 
-    def get_batches(self, records: Iterator[dict]) -> Iterator[list[str]]:
+    def get_batches(self, records: Iterator[dict[str, Any]]) -> Iterator[list[str]]:
         import pyarrow as pa
 
         sync_id = f"{self.tap_name}--{self.stream_name}-{uuid4()}"

@@ -9,6 +9,7 @@ import os
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg.abc import PQGen
@@ -185,7 +186,7 @@ class SourceDatabase:
             raise SourceError(f"no count from {sql[:80]}: {count!r}")
         return count
 
-    def fetch_row(self, sql: str) -> tuple:
+    def fetch_row(self, sql: str) -> tuple[Any, ...]:
         with self.connect().cursor() as cur:
             cur.execute(sql)
             row = cur.fetchone()
@@ -254,7 +255,7 @@ class SourceDatabase:
             yield CsvReader(conn, copy)
 
     def _load_types(self, oids: set[int]) -> None:
-        rows: dict[int, tuple] = {}
+        rows: dict[int, tuple[Any, ...]] = {}
         todo = oids - self._types.keys()
         while todo:
             with self.connect().cursor() as cur:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 STREAM = "pgp_row_counts"
 
 
-def _nullable(kind: str, **extra: str) -> dict:
+def _nullable(kind: str, **extra: str) -> dict[str, Any]:
     return {"type": [kind, "null"], **extra}
 
 
@@ -72,7 +72,7 @@ class RowCountsStream(Stream):
         for manifest in batcher.get_batches(iter(self.get_records(context))):
             yield batch_config.encoding, manifest
 
-    def get_records(self, context: Any) -> Iterable[dict]:
+    def get_records(self, context: Any) -> Iterable[dict[str, Any]]:
         for stream in self.streams:
             report = stream.run_report
             if report is None:  # failed, deselected or skipped

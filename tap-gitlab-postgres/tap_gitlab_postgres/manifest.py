@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -228,11 +228,15 @@ def _where(path: Path, table: str | None) -> str:
     return f"{path}" if table is None else f"{path}: table '{table}'"
 
 
-# libyaml's parser when available: several times faster on GitLab's big manifests.
-_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# libyaml's parser when available: several times faster on GitLab's big manifests. The
+# type checker sees the pure-Python class; the C one has the same interface.
+if TYPE_CHECKING:
+    _SafeLoader = yaml.SafeLoader
+else:
+    _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Loader(_SafeLoader):  # type: ignore[valid-type,misc]  # chosen at import time
+class _Loader(_SafeLoader):
     """SafeLoader that records duplicate mapping keys (plain YAML keeps only the last)."""
 
     def __init__(self, stream: str) -> None:

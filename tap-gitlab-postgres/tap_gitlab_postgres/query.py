@@ -23,10 +23,9 @@ from fractions import Fraction
 from functools import reduce
 
 import sqlglot
-from sqlglot import exp
+from sqlglot import TokenType, exp
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
-from sqlglot.tokens import TokenType
 
 from tap_gitlab_postgres.allowlist import AllowLists
 from tap_gitlab_postgres.sqltext import quote_ident, sql_literal
@@ -371,7 +370,7 @@ def _output_name(item: exp.Expr) -> str | None:
         node = node.this
     if not isinstance(node, exp.Identifier):
         return None
-    return node.this if node.quoted else node.this.lower()
+    return node.name if node.quoted else node.name.lower()
 
 
 def _repeated_select_items(statement: exp.Query) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
@@ -426,8 +425,7 @@ def _primary_key_column(statement: exp.Query, primary_key: str) -> str:
         expression = None
     for select in statement.selects:
         if expression is not None and isinstance(select, exp.Alias) and select.this == expression:
-            alias = select.args["alias"]
-            return alias.name if alias.quoted else alias.name.lower()
+            return select.alias if select.args["alias"].quoted else select.alias.lower()
     raise QueryError(
         f"primary key {primary_key!r} must be a column name, or an expression the query"
         " selects with an alias"

@@ -10,6 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import Any
+
+JsonSchema = dict[str, Any]
 
 INTEGER_TYPES = {"int2", "int4", "int8", "oid"}
 FLOAT_TYPES = {"float4", "float8"}
@@ -47,13 +50,13 @@ class Column:
         t = self.pg_type
         return f"{t.element.name}[]" if t.element else t.name
 
-    def json_schema(self) -> dict:
+    def json_schema(self) -> JsonSchema:
         if self.pg_type.name == "numeric" and self.pg_type.element is None:
             return _nullable(_numeric_schema(self.precision, self.scale))
         return _nullable(_schema_for(self.pg_type))
 
     @property
-    def decimal_annotations(self) -> dict:
+    def decimal_annotations(self) -> JsonSchema:
         """``precision`` / ``scale`` of an ``x-singer.decimal`` property ({} otherwise)."""
         schema = self.json_schema()
         return {k: schema[k] for k in ("precision", "scale") if k in schema}
@@ -89,14 +92,14 @@ class Column:
         return _sql_for(t, ref)
 
 
-def _nullable(schema: dict) -> dict:
+def _nullable(schema: JsonSchema) -> JsonSchema:
     types = schema.get("type")
     if isinstance(types, str):
         schema = {**schema, "type": [types, "null"]}
     return schema
 
 
-def _numeric_schema(precision: int | None, scale: int | None) -> dict:
+def _numeric_schema(precision: int | None, scale: int | None) -> JsonSchema:
     """A numeric travels as its exact decimal text, never as a JSON number (which targets
     read as a double). ``numeric(p, s)`` with p <= 38 is singer-sdk's ``x-singer.decimal``,
     which SQL targets create as DECIMAL(p, s) (Snowflake NUMBER(p, s)); a wider or
@@ -111,7 +114,7 @@ def _numeric_schema(precision: int | None, scale: int | None) -> dict:
     return {"type": "string"}
 
 
-def _schema_for(t: PgType) -> dict:
+def _schema_for(t: PgType) -> JsonSchema:
     if t.element is not None:
         items = _schema_for(t.element) if _keeps_json_form(t.element) else {"type": "string"}
         return {"type": "array", "items": _nullable(items)}

@@ -49,7 +49,7 @@ class CheckpointStream(Stream):
             self.amend_schema(message.schema)
             yield message
 
-    def amend_schema(self, schema: dict) -> None:
+    def amend_schema(self, schema: dict[str, Any]) -> None:
         """Change an outgoing SCHEMA message's schema in place (after stream maps)."""
 
     def get_record_counter(self, **kwargs: Any) -> metrics.Counter:

@@ -29,7 +29,7 @@ from tap_gitlab_postgres.batches import open_batch_files
 from tap_gitlab_postgres.client import SourceDatabase, SourceError, first_line
 from tap_gitlab_postgres.manifest import LoadType, ManifestTable
 from tap_gitlab_postgres.query import Key, Window
-from tap_gitlab_postgres.schema import Column, fingerprint
+from tap_gitlab_postgres.schema import Column, JsonSchema, fingerprint
 from tap_gitlab_postgres.sdk_compat import BaseBatchFileEncoding, BatchConfig, CheckpointStream
 from tap_gitlab_postgres.sqltext import sql_string
 
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from tap_gitlab_postgres.tap import TapGitlabPostgres
 
 UPLOADED_AT = "_uploaded_at"
+State = dict[str, Any]  # a stream's bookmark (see the module docstring), or its full_sync part
+Record = dict[str, Any]
 TASK_INSTANCE = "_task_instance"
 
 
@@ -128,13 +130,13 @@ class PgpStream(CheckpointStream):
     # singer-sdk's catalog keeps only standard JSON-schema keys, so the precision and
     # scale of an x-singer.decimal property (which SQL targets read to create
     # DECIMAL(p, s)) are put back into the SCHEMA messages here.
-    def amend_schema(self, schema: dict) -> None:
+    def amend_schema(self, schema: JsonSchema) -> None:
         annotations = {c.name: c.decimal_annotations for c in self.columns}
         for name, prop in schema.get("properties", {}).items():
             if prop.get("format") == "x-singer.decimal" and annotations.get(name):
                 prop.update(annotations[name])
 
-    def get_records(self, context: Any) -> Iterable[dict]:
+    def get_records(self, context: Any) -> Iterable[Record]:
         fast = self._can_write_raw()
         try:
             for step in self._plan():
@@ -207,7 +209,7 @@ class PgpStream(CheckpointStream):
 
     # --- the plan of each load type -------------------------------------------------
 
-    def _snapshot(self, state: dict, uploaded_at: float) -> Iterator[Step]:
+    def _snapshot(self, state: State, uploaded_at: float) -> Iterator[Step]:
         self._run_type = "snapshot"
         self.table_version = None  # snapshots append; nothing is ever deactivated
         yield Rows(self.table.query.full_sql(self.run.allow))
@@ -215,7 +217,7 @@ class PgpStream(CheckpointStream):
         state["last_snapshot_at"] = _iso(datetime.fromtimestamp(uploaded_at, UTC))
         yield Checkpoint()
 
-    def _keyed(self, state: dict) -> Iterator[Step]:
+    def _keyed(self, state: State) -> Iterator[Step]:
         full = state.get("full_sync")
         reason = self._full_sync_reason(state)
         if full and (state.get("resync") or full.get("fingerprint") != self.fingerprint):
@@ -233,7 +235,7 @@ class PgpStream(CheckpointStream):
         else:
             yield from self._load_by_id(state)
 
-    def _full_sync_reason(self, state: dict) -> str | None:
+    def _full_sync_reason(self, state: State) -> str | None:
         if state.get("resync"):
             return "resync requested"
         if "table_version" not in state:
@@ -244,7 +246,7 @@ class PgpStream(CheckpointStream):
             return "schema changed"
         return None
 
-    def _start_full_sync(self, state: dict) -> dict:
+    def _start_full_sync(self, state: State) -> State:
         # The bookmark after the copy: no later than what the replica held when it began.
         started = datetime.now(UTC)
         if self.lag_aware and self.replica_time is not None:
@@ -259,7 +261,7 @@ class PgpStream(CheckpointStream):
         state["full_sync"] = full
         return full
 
-    def _full_sync(self, state: dict, full: dict) -> Iterator[Step]:
+    def _full_sync(self, state: State, full: State) -> Iterator[Step]:
         self._run_type = "full_sync"
         self.table_version = full["version"]
         for item in self._chunks(full["last_key"]):
@@ -302,7 +304,7 @@ class PgpStream(CheckpointStream):
             return min(self.run.end_bound, self.replica_time)
         return self.run.end_bound
 
-    def _incremental(self, state: dict) -> Iterator[Step]:
+    def _incremental(self, state: State) -> Iterator[Step]:
         self._run_type = "incremental"
         self.table_version = state["table_version"]
         begin = datetime.fromisoformat(state["replication_key_value"]) - self.run.lookback
@@ -316,7 +318,7 @@ class PgpStream(CheckpointStream):
             yield Checkpoint()
             begin = end
 
-    def _load_by_id(self, state: dict) -> Iterator[Step]:
+    def _load_by_id(self, state: State) -> Iterator[Step]:
         self._run_type = "load_by_id"
         self.table_version = state["table_version"]
         for item in self._chunks(state.get("replication_key_value")):
@@ -326,7 +328,7 @@ class PgpStream(CheckpointStream):
                 state["replication_key_value"] = item
                 yield Checkpoint()
 
-    def _test_load(self, state: dict) -> Iterator[Step]:
+    def _test_load(self, state: State) -> Iterator[Step]:
         """pgp's test load: the first rows of new or changed streams, bookmarks untouched."""
         if state.get("schema_fingerprint") == self.fingerprint:
             self.logger.info("%s: unchanged, skipped by the test load", self.name)
@@ -355,7 +357,7 @@ class PgpStream(CheckpointStream):
 
     # --- emitting -------------------------------------------------------------------
 
-    def _parse_rows(self, sql: str) -> Iterator[dict]:
+    def _parse_rows(self, sql: str) -> Iterator[Record]:
         for line in self.source.stream_json(sql, self.columns, self.row_constants):
             self.rows_read += 1
             yield json.loads(line, parse_float=Decimal)
@@ -403,7 +405,7 @@ class PgpStream(CheckpointStream):
         return f"{self.table.source_file.name}: table '{self.table.key}'"
 
 
-def _next_version(state: dict) -> int:
+def _next_version(state: State) -> int:
     # Strictly newer than the live copy, so activating it retires every older row.
     return max(int(time.time()), int(state.get("table_version") or 0) + 1)
 
