@@ -11,6 +11,12 @@ bootstrap:
 test: bootstrap
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The fast lane (about 2 minutes): all but the Meltano/dbt end-to-end tests (marker `e2e`)
+# and the long plugin tests (`slow`); `make test`, as CI, runs everything.
+.PHONY: test-fast
+test-fast: bootstrap
+	$(PY) -m pytest -m "not e2e and not slow" $(PYTEST_ARGS)
+
 lint: bootstrap
 	$(PY) -m ruff check .
 
