@@ -47,7 +47,7 @@ README_END = "<!-- settings: end -->"
 
 @dataclass(frozen=True)
 class Plugin:
-    """A plugin whose definition is generated: where it is installed and who maintains it."""
+    """A plugin whose definition is generated from its --about, and where that goes."""
 
     kind: str  # Meltano's plugin type: extractors, loaders
     name: str  # its name in the project
@@ -61,10 +61,9 @@ class Plugin:
     secrets: tuple[str, ...] = ()
 
     @property
-    def about_command(self) -> list[str]:
+    def installed_executable(self) -> Path:
         # Meltano's venv of a plugin that inherits from none is .meltano/<type>/<name>.
-        exe = ROOT / ".meltano" / self.kind / self.name / "venv" / "bin" / self.executable
-        return [str(exe), "--about"]
+        return ROOT / ".meltano" / self.kind / self.name / "venv" / "bin" / self.executable
 
 
 THIRD_PARTY = (
@@ -158,8 +157,9 @@ def _yaml() -> YAML:
     return yaml
 
 
-def _run_about(plugin: Plugin, fmt: str) -> str:
-    cmd = [*plugin.about_command, "--format", fmt]
+def about(plugin: Plugin) -> Mapping[str, Any]:
+    """The installed plugin's ``--about --format=json``."""
+    cmd = [str(plugin.installed_executable), "--about", "--format", "json"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
     except FileNotFoundError:
@@ -169,19 +169,16 @@ def _run_about(plugin: Plugin, fmt: str) -> str:
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise DefinitionError(f"{plugin.name}: `{' '.join(cmd)}` failed: {last}")
-    return proc.stdout
+    try:
+        info: Mapping[str, Any] = json.loads(proc.stdout)
+    except ValueError as exc:
+        raise DefinitionError(f"{plugin.name}: `{' '.join(cmd)}`: {exc}") from None
+    return info
 
 
 def read_abouts() -> dict[str, Mapping[str, Any]]:
-    """Every plugin's ``--about --format=json``, three at a time (each starts a Python)."""
+    """Every plugin's about, three at a time (each starts a Python)."""
     plugins = [*THIRD_PARTY, *IN_REPO]
-
-    def about(plugin: Plugin) -> Mapping[str, Any]:
-        try:
-            return json.loads(_run_about(plugin, "json"))
-        except ValueError as exc:
-            raise DefinitionError(f"{plugin.name}: --about --format=json: {exc}") from None
-
     with ThreadPoolExecutor(max_workers=3) as pool:
         return dict(zip((p.name for p in plugins), pool.map(about, plugins), strict=True))
 
@@ -189,9 +186,17 @@ def read_abouts() -> dict[str, Mapping[str, Any]]:
 def about_markdown(info: Mapping[str, Any]) -> str:
     """What ``--about --format=markdown`` prints, rendered by singer-sdk's own formatter from
     the JSON (one process per plugin instead of two)."""
-    fields = {f: info.get(f) for f in AboutInfo.__dataclass_fields__}
-    fields["env_var_prefix"] = fields["env_var_prefix"] or ""
-    return MarkdownFormatter().format_about(AboutInfo(**fields))
+    about_info = AboutInfo(
+        name=info["name"],
+        description=info.get("description"),
+        version=info.get("version", ""),
+        sdk_version=info.get("sdk_version", ""),
+        supported_python_versions=info.get("supported_python_versions"),
+        capabilities=info.get("capabilities", []),
+        settings=info["settings"],
+        env_var_prefix=info.get("env_var_prefix", ""),
+    )
+    return MarkdownFormatter().format_about(about_info)
 
 
 def _kind(schema: Mapping[str, Any]) -> str:

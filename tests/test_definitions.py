@@ -15,9 +15,11 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 import yaml
@@ -41,21 +43,23 @@ definitions = _load_generator()
 
 
 @pytest.fixture(scope="module")
-def abouts() -> dict:
-    return definitions.read_abouts()
+def abouts() -> dict[str, Mapping[str, Any]]:
+    abouts: dict[str, Mapping[str, Any]] = definitions.read_abouts()
+    return abouts
 
 
 @pytest.fixture(scope="module")
-def expected(abouts) -> dict[Path, str]:
-    return definitions.expected_files(abouts)
+def expected(abouts: dict[str, Mapping[str, Any]]) -> dict[Path, str]:
+    files: dict[Path, str] = definitions.expected_files(abouts)
+    return files
 
 
-def test_every_generated_file_is_current(expected):
+def test_every_generated_file_is_current(expected: dict[Path, str]) -> None:
     stale = [str(p.relative_to(ROOT)) for p in definitions.stale_files(expected)]
     assert not stale, f"stale: {', '.join(stale)}; regenerate: {definitions.REGENERATE}"
 
 
-def test_a_drifted_description_is_caught(expected, tmp_path):
+def test_a_drifted_description_is_caught(expected: dict[Path, str], tmp_path: Path) -> None:
     """A description edited by hand (as `stages` once drifted) or cut off mid-word no
     longer matches the plugin's own text."""
     path = ROOT / "target-s3-pump" / "meltano-plugin.yml"
@@ -72,7 +76,7 @@ def test_a_drifted_description_is_caught(expected, tmp_path):
         assert definitions.stale_files({copy: text}) == [copy]
 
 
-def test_in_repo_settings_are_the_plugins_own(abouts):
+def test_in_repo_settings_are_the_plugins_own(abouts: dict[str, Mapping[str, Any]]) -> None:
     """Names, descriptions and secrets of each in-repo definition are the --about's."""
     for plugin in definitions.IN_REPO:
         path = ROOT / str(plugin.source_dir) / "meltano-plugin.yml"
@@ -85,7 +89,7 @@ def test_in_repo_settings_are_the_plugins_own(abouts):
             assert setting.get("sensitive", False) == schema.get("secret", False), (path, setting)
 
 
-def test_readme_settings_tables_list_every_setting(abouts):
+def test_readme_settings_tables_list_every_setting(abouts: dict[str, Mapping[str, Any]]) -> None:
     for plugin in definitions.IN_REPO:
         readme = (ROOT / str(plugin.source_dir) / "README.md").read_text()
         table = readme.split(definitions.README_START)[1].split(definitions.README_END)[0]
@@ -93,7 +97,7 @@ def test_readme_settings_tables_list_every_setting(abouts):
         assert set(abouts[plugin.name]["settings"]["properties"]) <= rows, plugin.name
 
 
-def test_meltano_yml_declares_no_settings():
+def test_meltano_yml_declares_no_settings() -> None:
     """meltano.yml keeps what a person decides; definitions live in the generated files."""
     project = yaml.safe_load((ROOT / "meltano.yml").read_text())
     for kind, plugins in project["plugins"].items():
@@ -102,7 +106,7 @@ def test_meltano_yml_declares_no_settings():
             assert not declared, f"meltano.yml: {kind} {plugin['name']} declares {declared}"
 
 
-def test_dbt_settings_are_what_the_profiles_read():
+def test_dbt_settings_are_what_the_profiles_read() -> None:
     """Each env_var() of a dbt profile is the `env` of a setting of its utility."""
     (utilities,) = yaml.safe_load((ROOT / "plugins" / "dbt.meltano.yml").read_text())[
         "plugins"
@@ -115,7 +119,7 @@ def test_dbt_settings_are_what_the_profiles_read():
         assert read <= exported, (utility["name"], read - exported)
 
 
-def _meltano(*args: str) -> subprocess.CompletedProcess:
+def _meltano(*args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("MELTANO_", "TAP_PUMPS"))},
         # Nothing may come from Meltano Hub: its address goes nowhere.
@@ -132,7 +136,7 @@ def _meltano(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_meltano_resolves_the_pump_selection_from_pumps_yml_alone():
+def test_meltano_resolves_the_pump_selection_from_pumps_yml_alone() -> None:
     """Plain Meltano (no make, no eval, Hub unreachable): each pump extractor selects
     exactly the streams pumps.yml lists, INCREMENTAL on timestamp_column or FULL_TABLE."""
     pumps = yaml.safe_load((ROOT / "pumps.yml").read_text())["pumps"]
@@ -164,7 +168,7 @@ def test_meltano_resolves_the_pump_selection_from_pumps_yml_alone():
 SECRET_NAME = re.compile(r"password|secret|private_key$|token|passphrase|sqlalchemy_url|ssh_tunnel")
 
 
-def test_every_secret_is_sensitive(expected):
+def test_every_secret_is_sensitive(expected: dict[Path, str]) -> None:
     """Meltano masks sensitive settings in `config list` and logs; a secret the plugin
     forgot to mark `secret` is marked here (Plugin.secrets), never printed."""
     for path, text in expected.items():
