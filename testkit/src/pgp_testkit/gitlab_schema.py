@@ -58,10 +58,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import yaml
 from psycopg import sql
 
 from pgp_testkit.paths import ROOT
+from pgp_testkit.pipeline import meltano_project
 
 TAP = ROOT / ".venv" / "bin" / "tap-gitlab-postgres"
 TARGET = ROOT / ".meltano" / "loaders" / "target-postgres" / "venv" / "bin" / "target-postgres"
@@ -628,13 +628,17 @@ def diff_rows(
 # ========================================================================== the pipeline
 
 
-def _meltano_yml() -> dict:
-    return yaml.safe_load((ROOT / "meltano.yml").read_text())
-
-
 def _named(items: list[dict], name: str) -> dict:
     (found,) = [i for i in items if i["name"] == name]
     return found
+
+
+def _inherited_config(plugins: list[dict], name: str) -> dict:
+    """A plugin's config over its inherit_from chain's, as Meltano resolves it."""
+    plugin = _named(plugins, name)
+    parent = plugin.get("inherit_from")
+    own = plugin.get("config") or {}
+    return {**_inherited_config(plugins, parent), **own} if parent else dict(own)
 
 
 def _expand(value: Any) -> Any:
@@ -656,13 +660,11 @@ class DevConfig:
 
     @classmethod
     def load(cls, pg: Any, source_db: str, warehouse_db: str) -> DevConfig:
-        project = _meltano_yml()
+        project = meltano_project()
         dev = _named(project["environments"], "dev")["config"]["plugins"]
-        base = _named(project["plugins"]["extractors"], "tap-gitlab-postgres")["config"]
         taps = {}
         for extractor in MANIFESTS.values():
-            inherited = _named(project["plugins"]["extractors"], extractor)["config"]
-            config = _expand({**base, **inherited})
+            config = _expand(_inherited_config(project["plugins"]["extractors"], extractor))
             config["batch_config"] = _expand(
                 _named(dev["extractors"], extractor)["config"]["batch_config"]
             )

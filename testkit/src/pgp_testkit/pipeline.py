@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import yaml
 from psycopg import sql
 
 from pgp_testkit.paths import ROOT
@@ -57,6 +58,20 @@ _SCRUBBED_PREFIXES = (
     "GITLAB_COM_",
     "SNOWFLAKE_",
 )
+
+
+def meltano_project() -> dict[str, Any]:
+    """meltano.yml with the files of its ``include_paths`` merged in, as Meltano reads them
+    (the in-repo plugins' definitions live beside their code)."""
+    project = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    for pattern in project.get("include_paths") or []:
+        for path in sorted(ROOT.glob(pattern.removeprefix("./"))):
+            part = yaml.safe_load(path.read_text()) or {}
+            for kind, plugins in (part.get("plugins") or {}).items():
+                project.setdefault("plugins", {}).setdefault(kind, []).extend(plugins)
+            for key in ("environments", "jobs", "schedules"):
+                project.setdefault(key, []).extend(part.get(key) or [])
+    return project
 
 
 def meltano_env_name(plugin: str, setting: str) -> str:
