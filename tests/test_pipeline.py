@@ -409,9 +409,8 @@ PROD_EXPECTED = {
         "schema": "analytics",
         "type": "snowflake",
     },
-    "tap-gitlab-postgres--main": {"database_type": "main"},
-    "tap-gitlab-postgres--main-scd": {"database_type": "main"},
-    "tap-gitlab-postgres": {"lookback_minutes": "30"},
+    "tap-gitlab-postgres--main": {"database_type": "main", "lookback_minutes": "30"},
+    "tap-gitlab-postgres--main-scd": {"database_type": "main", "lookback_minutes": "30"},
 }
 
 
@@ -422,12 +421,12 @@ def config_only(pg, tmp_path_factory):
 
 def _current_values(listing: str) -> dict[str, str]:
     """{setting: value} from `meltano config list` lines
-    `name [env: X] current value: 'v' (from ...)` / `... (default)`."""
+    `name [env: X] current value: 'v' (from ...)` / `(inherited from ...)` / `(default)`."""
     values = {}
     for line in listing.splitlines():
         match = re.match(
             r"(\S+) \[env: [^]]*\](?: \(default: .*?\))? current value: (.*?)"
-            r" \((?:from .*|default)\)$",
+            r" \((?:from .*|inherited from .*|default)\)$",
             line,
         )
         if match:
