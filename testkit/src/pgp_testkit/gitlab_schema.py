@@ -414,7 +414,7 @@ def run_as_text(conn: psycopg.Connection, query: str) -> QueryResult:
     assert cur.description is not None
     names = [d.name for d in cur.description]
     oids = [d.type_code for d in cur.description]
-    typnames = dict(
+    typnames: dict[int, str] = dict(
         conn.execute("SELECT oid::int, typname FROM pg_type WHERE oid = ANY(%s)", (oids,))
     )
     aliases = [f"c{i}" for i in range(len(names))]

@@ -211,7 +211,8 @@ class Pipeline:
             capture_output=True,
             text=True,
             timeout=timeout,
-            **({"input": input} if input is not None else {"stdin": subprocess.DEVNULL}),
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
         )
         with self.log.open("a") as log:
             log.write(f"\n$ meltano {' '.join(args)}  (exit {proc.returncode})\n")

@@ -32,6 +32,7 @@ GITLAB_PUMPS_YML = ROOT / "target-s3-pump" / "tests" / "data" / "gitlab_pumps.ym
 INTERVAL_END = "2024-09-27T05:00:00Z"
 STAMP = "2024_09_27__050000"
 
+
 @dataclass
 class Bucket:
     name: str
