@@ -17,8 +17,16 @@ test: bootstrap
 test-fast: bootstrap
 	$(PY) -m pytest -m "not e2e and not slow" $(PYTEST_ARGS)
 
+# ruff; mypy per plugin (each with its pyproject's [tool.mypy]); sqlfluff on transform/;
+# the definitions derived from the plugins' --about and from pumps.yml are up to date.
+MYPY_PACKAGES := tap-gitlab-postgres/tap_gitlab_postgres target-s3-pump/target_s3_pump \
+	tap-pumps-snowflake/tap_pumps_snowflake
 lint: bootstrap
 	$(PY) -m ruff check .
+	@set -e; for pkg in $(MYPY_PACKAGES); do \
+	  $(PY) -m mypy --config-file "$${pkg%%/*}/pyproject.toml" "$$pkg"; done
+	.venv/bin/sqlfluff lint transform/
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_definitions.py
 
 # The local pipeline in one command (README): installs what is missing, starts Postgres in
 # .local/pg, creates the demo source, runs the Meltano job `pipeline`, prints a summary.
