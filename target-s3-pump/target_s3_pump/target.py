@@ -282,7 +282,7 @@ class TargetS3Pump(PumpTargetBase):
                 )
             self.logger.info("  s3://%s/%s  (marker)", result.bucket, result.marker_key)
         # Legitimate for a partial run (meltano --select), else a sign the extractor's
-        # selection was not derived from pumps.yml (see pumps-check --meltano-env).
+        # selection is stale (plugins/pumps.meltano.yml: `make definitions`).
         received = {spool.pump.model for spool in self._spools.values()}
         for pump in self.settings.pumps:
             if pump.model not in received:
