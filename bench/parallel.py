@@ -108,7 +108,12 @@ def main(argv: list[str]) -> int:
         # dag: one task per table
         pg.create_database("wh_dag", drop=True)
         env = meltano_sandbox(WORK / "dag", pg, "bench_source", "wh_dag")
-        env.update(PGP_PIPELINE_JOB=JOBS, PGP_RETRIES="0")
+        # The same work as serial: no deletes pass (the jobs' own runs have none).
+        env.update(
+            PGP_PIPELINE_JOB=JOBS,
+            PGP_RETRIES="0",
+            TAP_GITLAB_POSTGRES__MAIN_DELETES_DELETES_PASS="false",
+        )
         plan = Plan.build(Project.load(), "dev", JOBS)
         airflow = LocalAirflow(WORK / "dag" / "airflow", env, parallelism=args.workers)
         airflow.setup({db.pool: args.workers for db in plan.databases})

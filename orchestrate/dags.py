@@ -60,9 +60,9 @@ def pipeline_dag(plan: Plan, settings: Settings, factory: OperatorFactory) -> DA
         for database in plan.databases:
             groups = {}
             for step in database.extracts:
-                if step.group_id not in groups:
-                    groups[step.group_id] = TaskGroup(step.group_id)
-                with groups[step.group_id]:
+                if step.extractor not in groups:
+                    groups[step.extractor] = TaskGroup(step.extractor)
+                with groups[step.extractor]:
                     factory.extract(step, pool=database.pool)
             extracted += groups.values()
             for step in database.deletes:
@@ -94,9 +94,9 @@ def resync_dag(plan: Plan, settings: Settings, factory: OperatorFactory) -> DAG:
         task_ids: dict[str, str] = {}
         for database in plan.databases:
             for step in database.extracts:
-                if step.group_id not in groups:
-                    groups[step.group_id] = TaskGroup(step.group_id)
-                with groups[step.group_id]:
+                if step.extractor not in groups:
+                    groups[step.extractor] = TaskGroup(step.extractor)
+                with groups[step.extractor]:
                     op = factory.extract(step, pool=database.pool, full_refresh=True)
                 task_ids[str(step.stream)] = op.task_id
 

@@ -60,14 +60,16 @@ def raw_rows(dsn: str, stream: str, since: float = 0) -> int | None:
             return None
 
 
-def summary(run: DagRun, plan: Plan, warehouse: str, started: float, mode: str) -> None:
+def summary(
+    run: DagRun, plan: Plan, warehouse: str, started: float, mode: str, workers: int
+) -> None:
     say(f"\npgp DAG ({mode}): {run.state} in {run.seconds:.0f} s (`airflow dags test`)\n")
-    header = f"  {'task':<58} {'state':<8} {'tries':>5} {'seconds':>8} {'moved':>8} {'in RAW':>8}"
+    header = f"  {'task':<64} {'state':<8} {'tries':>5} {'seconds':>8} {'moved':>8} {'in RAW':>8}"
     say(header)
     say("  " + "-" * (len(header) - 2))
     extract_seconds = 0.0
     for step in [x for db in plan.databases for x in (*db.extracts, *db.deletes)]:
-        task_id = f"{step.group_id}.{step.task_id}" if step.stream else step.task_id
+        task_id = step.dag_task_id
         task = run.tasks.get(task_id)
         if task is None:
             continue
@@ -80,17 +82,17 @@ def summary(run: DagRun, plan: Plan, warehouse: str, started: float, mode: str) 
             )
         cells = ["-" if v is None else f"{v:,}" for v in (moved, total)]
         say(
-            f"  {task_id:<58} {task.state:<8} {task.try_number:>5} {task.seconds:>8.0f} "
+            f"  {task_id:<64} {task.state:<8} {task.try_number:>5} {task.seconds:>8.0f} "
             f"{cells[0]:>8} {cells[1]:>8}"
         )
     for name in ("transform", "trust", "pump"):
         if name in run.tasks:
             task = run.tasks[name]
-            say(f"  {name:<58} {task.state:<8} {task.try_number:>5} {task.seconds:>8.0f}")
+            say(f"  {name:<64} {task.state:<8} {task.try_number:>5} {task.seconds:>8.0f}")
     say("  " + "-" * (len(header) - 2))
     say(
-        f"  extract tasks: {extract_seconds:.0f} s of work one after another; "
-        "the DAG ran them in parallel (pool pgp-main)"
+        f"  extract tasks: {extract_seconds:.0f} s summed over tasks, run {workers} "
+        "at a time (pool pgp-main)"
     )
     say("  moved: rows appended to RAW by this run; in RAW: all rows of the stream's table")
 
@@ -134,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     with airflow.execution_api():
         say(f"==> airflow dags test --use-executor pgp ({mode}; log {airflow.log_dir})")
         result = airflow.dags_test("pgp", datetime.now(UTC))
-    summary(result, plan, pg.dsn(WAREHOUSE_DB), started, mode)
+    summary(result, plan, pg.dsn(WAREHOUSE_DB), started, mode, args.workers)
     say(f"\n  warehouse  {pg.dsn(WAREHOUSE_DB).replace(pg.password, '***')}")
     say(f"  logs       {airflow.log_dir}/dag_id=pgp/  and  {result.log}")
     say(f"  state      MELTANO_DATABASE_URI=sqlite:///{HOME}/.meltano/meltano.db")

@@ -17,7 +17,7 @@ No Airflow import here: the tests and the state-split command use it from the pr
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrate.project import Project, ProjectError, env_var, manifest_streams
@@ -37,6 +37,7 @@ class Extract:
     extractor: str
     loader: str
     stream: str | None
+    follows: str | None = None  # the deletes pass: the extractor whose tables go first
 
     @property
     def state_id(self) -> str:
@@ -47,9 +48,14 @@ class Extract:
         return self.stream or self.extractor
 
     @property
-    def group_id(self) -> str:
-        """The TaskGroup: the extractor (tap-gitlab-postgres--main ...)."""
-        return self.extractor
+    def group_id(self) -> str | None:
+        """The TaskGroup of a table's task: its extractor (tap-gitlab-postgres--main ...)."""
+        return self.extractor if self.stream else None
+
+    @property
+    def dag_task_id(self) -> str:
+        """The task's ID in the DAG (TaskGroup prefix included)."""
+        return f"{self.group_id}.{self.task_id}" if self.group_id else self.task_id
 
     def meltano_args(self, *, full_refresh: bool = False) -> list[str]:
         args = ["el", self.extractor, self.loader, "--state-id", self.state_id]
@@ -100,7 +106,6 @@ class Plan:
     transform: MeltanoRun | None
     trust: MeltanoRun | None
     pump: MeltanoRun | None
-    manifests: dict[str, Path] = field(default_factory=dict)  # extractor -> its manifest
 
     @property
     def extracts(self) -> list[Extract]:
@@ -133,7 +138,6 @@ class Plan:
 
         by_db: dict[str, list[Extract]] = {}
         deletes: dict[str, list[Extract]] = {}
-        manifests: dict[str, Path] = {}
         pumps = [(x, loader) for x, loader in pairs if not project.is_pgp_extractor(x)]
         for extractor, loader in pairs:
             if not project.is_pgp_extractor(extractor):
@@ -142,23 +146,15 @@ class Plan:
             path = project.setting(extractor, "manifest_path", environment)
             if not path:
                 raise ProjectError(f"{where}: extractor '{extractor}' has no manifest_path")
-            manifests[extractor] = Path(path)
             by_db.setdefault(database, []).extend(
                 Extract(environment, database, extractor, loader, stream)
                 for stream in manifest_streams(Path(path), database)
             )
-            for name in project.plugins:
-                lineage = (
-                    [p.name for p in project.lineage(name)]
-                    if project.is_pgp_extractor(name)
-                    else []
-                )
-                if extractor in lineage[1:] and _truthy(
-                    project.setting(name, "deletes_pass", environment)
-                ):
-                    deletes.setdefault(database, []).append(
-                        Extract(environment, database, name, loader, None)
-                    )
+            deletes.setdefault(database, []).extend(
+                Extract(environment, database, heir, loader, None, follows=extractor)
+                for heir in project.heirs(extractor)
+                if _truthy(project.setting(heir, "deletes_pass", environment))
+            )
         if not by_db:
             raise ProjectError(f"{where}: no tap-gitlab-postgres extractor")
         if len(pumps) > 1:
@@ -176,7 +172,6 @@ class Plan:
             transform=MeltanoRun("transform", tuple(transform)) if transform else None,
             trust=MeltanoRun("trust", tuple(trust)) if trust else None,
             pump=MeltanoRun("pump", pumps[0]) if pumps else None,
-            manifests=manifests,
         )
         plan.check()
         return plan

@@ -128,6 +128,10 @@ class Project:
                     break
         return _expand(value, self.root)
 
+    def heirs(self, name: str) -> list[str]:
+        """The plugins that inherit from ``name``, directly or not."""
+        return [p for p in self.plugins if name in (x.name for x in self.lineage(p)[1:])]
+
     def is_pgp_extractor(self, name: str) -> bool:
         """Inherits from tap-gitlab-postgres (or is it)."""
         return self.plugins.get(name) is not None and any(

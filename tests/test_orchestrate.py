@@ -313,7 +313,8 @@ def runs(airflow_venv: Path, pg, tmp_path_factory: pytest.TempPathFactory) -> Si
     run_env = {**os_env, **env}
 
     airflow = LocalAirflow(home / "airflow", env, parallelism=4)
-    setup = ThreadPoolExecutor(1).submit(airflow.setup, {"pgp-main": 4})  # meanwhile
+    pool = ThreadPoolExecutor(1)
+    setup = pool.submit(airflow.setup, {"pgp-main": 4})  # while Meltano runs
 
     # 1. Today's way: one `meltano run`, one state ID for the extractor.
     meltano = [str(ROOT / ".venv" / "bin" / "meltano"), "--env-file", env["PGP_MELTANO_ENV_FILE"]]
@@ -341,13 +342,13 @@ def runs(airflow_venv: Path, pg, tmp_path_factory: pytest.TempPathFactory) -> Si
     first_source = source_counts(source, list(RUN_TABLES.values()))
     touched = demo_source().touch(source)
     setup.result()
+    pool.shutdown()
     with airflow.execution_api():
         started = time.time()
         dag_run = airflow.dags_test("pgp", datetime.now(UTC))
         after_dag = raw_counts(warehouse, streams)
         moved = raw_counts(warehouse, streams, since=started)
         states = stored_state_ids(env)
-        resync_started = time.time()
         resync = airflow.dags_test(
             "pgp_resync", datetime.now(UTC), conf=json.dumps({"stream": RESYNCED})
         )
@@ -356,7 +357,7 @@ def runs(airflow_venv: Path, pg, tmp_path_factory: pytest.TempPathFactory) -> Si
         after_split=after_split, split=split, again=again, touched=touched,
         first_copy=first_copy, first_source=first_source, dag_run=dag_run,
         after_dag=after_dag, moved=moved,
-        states=states, resync=resync, resync_started=resync_started,
+        states=states, resync=resync,
         resync_states=stored_state_ids(env),
     )  # fmt: skip
 
