@@ -299,7 +299,7 @@ def edge_value(column: SourceColumn, row: int, serial: int, key: bool) -> str | 
         return None if null_row else _UUID[row]
     raise UnknownType(
         f"{column.table}.{column.name}: no edge values for type {column.declared}; "
-        "teach tests/gitlab_schema.py's edge_value() about it"
+        "teach pgp_testkit.gitlab_schema's edge_value() about it"
     )
 
 
