@@ -5,12 +5,10 @@ Validate (for review of a change; exit 0 valid, 1 invalid, 2 usage)::
     pumps-check transform/pumps.yml --stage s3_data_pump --stage s3_data_science_pump
     pumps-check --config target-config.json        # also every target setting, buckets per pump
 
-Derive what the extractor reads from pumps.yml (one stream per pump, ``<schema>-<model>``;
-INCREMENTAL on ``timestamp_column``, FULL_TABLE when it is null), so there is no second list::
+Print what the extractor reads from pumps.yml (one stream per pump, ``<schema>-<model>``;
+INCREMENTAL on ``timestamp_column``, FULL_TABLE when it is null); the project writes the same
+into its Meltano project (``make definitions``)::
 
-    pumps-check pumps.yml --meltano-yml tap-pumps --inherit-from tap-postgres > pumps.meltano.yml
-    pumps-check pumps.yml --meltano-yml tap-pumps --inherit-from tap-postgres \\
-        --check pumps.meltano.yml                          # CI: exit 1 when out of date
     pumps-check pumps.yml --select-json
 
 Without ``--config``, stages come from ``--stage`` or ``TARGET_S3_PUMP_STAGES`` (JSON, as Meltano
@@ -35,7 +33,6 @@ from target_s3_pump.pumps import (
     Schemas,
     load_pumps,
     meltano_selection,
-    meltano_yml,
 )
 from target_s3_pump.settings import default_of
 
@@ -62,16 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sensitive-schema", help="schema of sensitive pumps (default pumps_sensitive)"
     )
-    out = parser.add_mutually_exclusive_group()
-    out.add_argument(
-        "--meltano-yml",
-        metavar="EXTRACTOR",
-        help="print a Meltano project file defining EXTRACTOR (needs --inherit-from)",
-    )
-    out.add_argument("--select-json", action="store_true", help="print {select, metadata} as JSON")
-    parser.add_argument("--inherit-from", metavar="BASE", help="base extractor (--meltano-yml)")
     parser.add_argument(
-        "--check", type=Path, metavar="FILE", help="compare --meltano-yml output with FILE"
+        "--select-json", action="store_true", help="print {select, metadata} as JSON"
     )
     return parser
 
@@ -125,8 +114,7 @@ def _resolve(args: argparse.Namespace) -> tuple[PumpsFile, Schemas, PumpSettings
         return settings.pumps, settings.schemas, settings
 
     stages: set[str] | None = set(args.stage) if args.stage else _env_stages()
-    generating = args.meltano_yml or args.select_json
-    if stages is None and not generating:
+    if stages is None and not args.select_json:
         print(
             f"{PROG}: note: stage names not checked (give --config, --stage or {ENV_PREFIX}STAGES)",
             file=sys.stderr,
@@ -170,10 +158,6 @@ def _table(pumps: PumpsFile, schemas: Schemas, settings: PumpSettings | None) ->
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.meltano_yml and not args.inherit_from:
-        parser.error("--meltano-yml needs --inherit-from BASE (the extractor it specializes)")
-    if args.check and not args.meltano_yml:
-        parser.error("--check compares --meltano-yml output; give --meltano-yml too")
     try:
         pumps, schemas, settings = _resolve(args)
     except UsageError as exc:
@@ -187,25 +171,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.select_json:
         print(json.dumps(meltano_selection(pumps, schemas), indent=2))
-    elif args.meltano_yml:
-        text = meltano_yml(pumps, schemas, args.meltano_yml, args.inherit_from)
-        if args.check:
-            try:
-                current = args.check.read_text(encoding="utf-8")
-            except OSError as exc:
-                print(f"{PROG}: error: {args.check}: {exc}", file=sys.stderr)
-                return 1
-            if current != text:
-                print(
-                    f"{PROG}: error: {args.check} is out of date with {pumps.path}; regenerate: "
-                    f"{PROG} {pumps.path} --meltano-yml {args.meltano_yml} "
-                    f"--inherit-from {args.inherit_from} > {args.check}",
-                    file=sys.stderr,
-                )
-                return 1
-            print(f"{PROG}: {args.check} is up to date with {pumps.path}", file=sys.stderr)
-        else:
-            sys.stdout.write(text)
     else:
         sys.stdout.write(_table(pumps, schemas, settings))
         print(f"{PROG}: {pumps.path}: {len(pumps)} pump(s), valid", file=sys.stderr)

@@ -17,9 +17,7 @@ Validation collects every problem as one line ``<file>:<line>: pump '<model>': <
 
 from __future__ import annotations
 
-import json
 import re
-import shlex
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -328,32 +326,3 @@ def meltano_selection(pumps: PumpsFile, schemas: Schemas) -> dict[str, Any]:
         else:
             metadata[stream] = {"replication-method": "FULL_TABLE"}
     return {"select": select, "metadata": metadata}
-
-
-def meltano_env_prefix(plugin_name: str) -> str:
-    """Meltano's env var prefix of a plugin: ``tap-pumps`` -> ``TAP_PUMPS``."""
-    return re.sub(r"[^A-Za-z0-9]", "_", plugin_name).upper()
-
-
-def meltano_env(pumps: PumpsFile, schemas: Schemas, extractor: str) -> str:
-    """``export`` lines that set the extractor's select/metadata extras from pumps.yml."""
-    selection = meltano_selection(pumps, schemas)
-    prefix = meltano_env_prefix(extractor)
-    lines = [f"# generated from {pumps.path} by pumps-check; {len(pumps)} pump(s)"]
-    for extra in ("select", "metadata"):
-        value = json.dumps(selection[extra], separators=(",", ":"))
-        lines.append(f"export {prefix}__{extra.upper()}={shlex.quote(value)}")
-    return "\n".join(lines) + "\n"
-
-
-def meltano_yml(pumps: PumpsFile, schemas: Schemas, extractor: str, inherit_from: str) -> str:
-    """A Meltano project file (for ``include_paths``) defining the pump extractor."""
-    selection = meltano_selection(pumps, schemas)
-    plugin = {"name": extractor, "inherit_from": inherit_from, **selection}
-    body = yaml.safe_dump(
-        {"plugins": {"extractors": [plugin]}}, sort_keys=False, default_flow_style=False
-    )
-    return (
-        f"# Generated from {pumps.path.name} by `pumps-check --meltano-yml {extractor} "
-        f"--inherit-from {inherit_from}`. Do not edit: change pumps.yml.\n{body}"
-    )
