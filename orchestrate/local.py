@@ -78,7 +78,7 @@ def meltano_sandbox(home: Path, pg: Cluster, source_db: str, warehouse_db: str) 
             link.symlink_to(ROOT / ".meltano" / kind, target_is_directory=True)
     env_file = home / "empty.env"
     env_file.write_text("")
-    return {
+    env = {
         "MELTANO_SYS_DIR_ROOT": str(sys_dir),
         "MELTANO_DATABASE_URI": f"sqlite:///{sys_dir / 'meltano.db'}",
         "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
@@ -94,6 +94,18 @@ def meltano_sandbox(home: Path, pg: Cluster, source_db: str, warehouse_db: str) 
         "LOCALPG_WAREHOUSE_DB": warehouse_db,
         "NO_COLOR": "1",
     }
+    if not (sys_dir / "meltano.db").exists():
+        # Parallel first tasks would each create and migrate the new systemdb at once (and
+        # fail: "table job already exists"): one Meltano command creates it first.
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
+        subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "meltano"), "--env-file", str(env_file), "state", "list"],
+            cwd=ROOT,
+            env={**clean, **env},
+            check=True,
+            capture_output=True,
+        )
+    return env
 
 
 def stored_state_ids(task_env: Mapping[str, str]) -> dict[str, dict]:

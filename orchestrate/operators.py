@@ -8,7 +8,7 @@ import json
 import shlex
 from typing import Any
 
-from airflow.models import BaseOperator
+from airflow.sdk import BaseOperator
 
 from orchestrate.plan import Extract, MeltanoRun
 from orchestrate.project import Project
