@@ -17,6 +17,10 @@ from orchestrate.settings import Resources, Settings
 # The run's data interval end: the tap's execution_date (end of incremental windows) and
 # the pump's interval_end, so a retry of a run reads and publishes the same interval.
 INTERVAL_END = "{{ data_interval_end.isoformat() }}"
+# A killed try leaves its Meltano job "running" until its heartbeat is 5 minutes old, and
+# Meltano refuses a run of a state ID it thinks is running. Local retries come sooner, and
+# only after Airflow saw the try's process end: they tell Meltano so.
+FORCE_ON_RETRY = " {{ '--force' if ti.try_number > 1 else '' }}"
 
 
 class OperatorFactory:
@@ -29,7 +33,7 @@ class OperatorFactory:
         if self.settings.executor == "local":
             env[step.batch_config_env] = self._own_batch_folder(step)
         argv = [*self.settings.meltano, *step.meltano_args(full_refresh=full_refresh)]
-        return self._operator(step.task_id, argv, env, "extract", pool=pool)
+        return self._operator(step.task_id, argv, env, "extract", pool=pool, guarded=True)
 
     def meltano_run(self, step: MeltanoRun, **kwargs: Any) -> BaseOperator:
         argv = [*self.settings.meltano, *step.meltano_args()]
@@ -54,7 +58,14 @@ class OperatorFactory:
         return json.dumps(config)
 
     def _operator(
-        self, task_id: str, argv: list[str], env: dict[str, str], kind: str, **kwargs: Any
+        self,
+        task_id: str,
+        argv: list[str],
+        env: dict[str, str],
+        kind: str,
+        *,
+        guarded: bool = False,  # a `meltano el`: Meltano refuses a second run of its state ID
+        **kwargs: Any,
     ) -> BaseOperator:
         env = {"MELTANO_ENVIRONMENT": self.settings.environment, **env}
         common = {
@@ -66,7 +77,7 @@ class OperatorFactory:
             from airflow.providers.standard.operators.bash import BashOperator
 
             return BashOperator(
-                bash_command=shlex.join(argv),
+                bash_command=shlex.join(argv) + (FORCE_ON_RETRY if guarded else ""),
                 env=env,
                 append_env=True,  # the worker's env: LOCALPG_*, MELTANO_DATABASE_URI, ...
                 cwd=str(self.settings.root),

@@ -14,6 +14,9 @@ integrity test checks, switched off to keep the run short):
   3. the source is touched and `pgp` runs through Airflow (execution API on loopback,
      `dags test --use-executor`): the tables extract in parallel, incrementally (the split
      re-copied nothing: exactly the touched rows move, table versions unchanged);
+     One table's first try is killed mid-load (SIGKILL of its `meltano el`, tap and
+     target while the target waits on a lock the test holds on its RAW table); Airflow
+     retries it and RAW loses nothing;
   4. `pgp_resync` with stream=gitlab_db_users: that table alone is copied afresh.
 """
 
@@ -23,13 +26,17 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
+import psutil
 import psycopg
 import pytest
 import yaml
@@ -61,6 +68,7 @@ RUN_TABLES = {
     "merge_request_diff_commits": "merge_request_diff_commits",  # load_by_id
 }
 RESYNCED = "gitlab_db_users"
+KILLED = "gitlab_db_merge_requests"  # its first try in the DAG run is killed mid-load
 
 
 @pytest.fixture(scope="session")
@@ -131,6 +139,7 @@ def test_dag_folder_local(airflow_venv: Path, tmp_path: Path) -> None:
         assert task["command"] == (
             f"{ROOT}/.venv/bin/meltano el {extractor} target-postgres --state-id "
             f"dev:pgp-main:{stream} --select {stream} --select pgp_row_counts"
+            " {{ '--force' if ti.try_number > 1 else '' }}"  # a killed try's job is stale
         )
         assert (task["pool"], task["retries"], task["cwd"]) == ("pgp-main", 2, str(ROOT))
         assert task["env"]["MELTANO_ENVIRONMENT"] == "dev"
@@ -265,6 +274,93 @@ def test_bad_manifest_is_one_line_naming_file_and_table(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- real runs
 
 
+@contextmanager
+def kill_first_load(
+    warehouse: str, stream: str, state_id: str, systemdb: str
+) -> Iterator[list[str]]:
+    """Hold an exclusive lock on ``stream``'s RAW table; once a loader waits on it (the
+    task's target has rows to write), SIGKILL that task's `meltano el` (the one on this
+    sandbox's ``systemdb``: other test runs may share the machine) with its tap and target,
+    then release the lock. Yields the command lines killed."""
+    killed: list[str] = []
+    locked, done = threading.Event(), threading.Event()
+    errors: list[Exception] = []
+
+    def watch() -> None:
+        try:
+            with (
+                psycopg.connect(warehouse) as lock,
+                psycopg.connect(warehouse, autocommit=True) as probe,
+            ):
+                table = sql.Identifier("tap_postgres", stream)
+                lock.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(table))
+                locked.set()
+                waiting = (
+                    "SELECT count(*) FROM pg_locks WHERE relation = %s::regclass AND NOT granted"
+                )
+                give_up = time.monotonic() + 300  # a run that never loads: release, fail
+                while not done.is_set() and time.monotonic() < give_up:
+                    if probe.execute(waiting, (f"tap_postgres.{stream}",)).fetchone()[0]:
+                        killed.extend(_kill_el(state_id, systemdb))
+                        return  # the lock goes with the transaction: the retry loads
+                    time.sleep(0.5)
+        except Exception as exc:  # re-raised in the test's thread
+            errors.append(exc)
+            locked.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    locked.wait(60)
+    try:
+        yield killed
+    finally:
+        done.set()
+        watcher.join(60)
+    if errors:
+        raise errors[0]
+
+
+def _kill_el(state_id: str, systemdb: str) -> list[str]:
+    """SIGKILL the `meltano el` running ``state_id`` on ``systemdb`` and its children."""
+    els = []
+    for proc in psutil.process_iter(["cmdline"]):
+        argv = proc.info["cmdline"] or []
+        if state_id in argv and "el" in argv:
+            with suppress(psutil.Error):
+                if proc.environ().get("MELTANO_DATABASE_URI") == systemdb:
+                    els.append(proc)
+    victims = [*els, *(c for p in els for c in p.children(recursive=True))]
+    names = []
+    for proc in victims:
+        with suppress(psutil.NoSuchProcess):
+            names.append(" ".join(proc.cmdline()[:2]))
+            proc.kill()
+    return names
+
+
+def latest_raw_rows(dsn: str, stream: str) -> set[tuple[int, datetime]]:
+    """(id, updated_at) of RAW after dbt's dedup (pgp_incremental_latest)."""
+    query = sql.SQL(
+        "SELECT DISTINCT ON (id) id, updated_at FROM tap_postgres.{} "
+        "WHERE _sdc_deleted_at IS NULL "
+        "ORDER BY id, _uploaded_at DESC, updated_at DESC NULLS LAST"
+    ).format(sql.Identifier(stream))
+    with psycopg.connect(dsn) as conn:
+        return {(i, _utc(u)) for i, u in conn.execute(query)}
+
+
+def source_rows(dsn: str, table: str) -> set[tuple[int, datetime]]:
+    query = sql.SQL("SELECT id, updated_at FROM {}").format(sql.Identifier(table))
+    with psycopg.connect(dsn) as conn:
+        return {(i, _utc(u)) for i, u in conn.execute(query)}
+
+
+def _utc(value: datetime | str) -> datetime:
+    """A naive UTC datetime (the source's ``timestamp`` columns hold UTC wall clock)."""
+    value = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
 def raw_counts(dsn: str, streams: list[str], since: float | None = None) -> dict[str, int]:
     with psycopg.connect(dsn) as conn:
         return {
@@ -305,7 +401,8 @@ def runs(airflow_venv: Path, pg, tmp_path_factory: pytest.TempPathFactory) -> Si
     env = meltano_sandbox(home, pg, source_db, warehouse_db)
     env.update(
         PGP_PIPELINE_JOB="el-main",
-        PGP_RETRIES="0",
+        PGP_RETRIES="1",  # the killed table's retry
+        PGP_RETRY_DELAY_SECONDS="1",
         TAP_GITLAB_POSTGRES__MAIN_MANIFEST_PATH=str(path),
         TAP_GITLAB_POSTGRES__MAIN_DELETES_DELETES_PASS="false",
     )
@@ -345,7 +442,10 @@ def runs(airflow_venv: Path, pg, tmp_path_factory: pytest.TempPathFactory) -> Si
     pool.shutdown()
     with airflow.execution_api():
         started = time.time()
-        dag_run = airflow.dags_test("pgp", datetime.now(UTC))
+        state_id, systemdb = f"dev:pgp-main:{KILLED}", env["MELTANO_DATABASE_URI"]
+        with kill_first_load(warehouse, KILLED, state_id, systemdb) as killed:
+            pgp_at = datetime.now(UTC)
+            dag_run = airflow.dags_test("pgp", pgp_at)
         after_dag = raw_counts(warehouse, streams)
         moved = raw_counts(warehouse, streams, since=started)
         states = stored_state_ids(env)
@@ -356,7 +456,9 @@ def runs(airflow_venv: Path, pg, tmp_path_factory: pytest.TempPathFactory) -> Si
         source=source, warehouse=warehouse, streams=streams, combined=combined,
         after_split=after_split, split=split, again=again, touched=touched,
         first_copy=first_copy, first_source=first_source, dag_run=dag_run,
-        after_dag=after_dag, moved=moved,
+        after_dag=after_dag, moved=moved, killed=killed, pgp_at=pgp_at,
+        killed_raw=latest_raw_rows(warehouse, KILLED),
+        killed_source=source_rows(source, RUN_TABLES[KILLED.removeprefix("gitlab_db_")]),
         states=states, resync=resync,
         resync_states=stored_state_ids(env),
     )  # fmt: skip
@@ -383,7 +485,7 @@ def test_split_state_gives_each_table_its_bookmark(runs: SimpleNamespace) -> Non
 def test_dag_runs_tables_in_parallel_incrementally(runs: SimpleNamespace) -> None:
     run = runs.dag_run
     assert run.state == "success", (run.failed(), run.log)
-    tables = [runs.dag_run.tasks[f"{MAIN}.{s}"] for s in runs.streams]
+    tables = [run.tasks[f"{MAIN}.{s}"] for s in runs.streams if s != KILLED]
     assert all(t.state == "success" and t.try_number == 1 for t in tables)
     # Parallel: every table started before any of them ended.
     assert max(t.started for t in tables) < min(t.ended for t in tables)
@@ -395,8 +497,9 @@ def test_dag_runs_tables_in_parallel_incrementally(runs: SimpleNamespace) -> Non
         assert runs.first_copy[stream] == runs.first_source[table], stream
         # Incremental from the split state: exactly the touched rows, no second copy.
         assert runs.touched[table] > 0
-        assert runs.moved[stream] == runs.touched[table], stream
-        assert runs.after_dag[stream] == runs.first_copy[stream] + runs.touched[table]
+        if stream != KILLED:
+            assert runs.moved[stream] == runs.touched[table], stream
+            assert runs.after_dag[stream] == runs.first_copy[stream] + runs.touched[table]
         old = runs.after_split[f"dev:pgp-main:{stream}"]["singer_state"]["bookmarks"][stream]
         new = runs.states[f"dev:pgp-main:{stream}"]["singer_state"]["bookmarks"]
         assert new[stream]["table_version"] == old["table_version"]
@@ -405,6 +508,23 @@ def test_dag_runs_tables_in_parallel_incrementally(runs: SimpleNamespace) -> Non
     assert {s for s in runs.states if s.startswith("dev:pgp-")} == {
         f"dev:pgp-main:{s}" for s in runs.streams
     }
+
+
+@pytest.mark.e2e
+def test_killed_task_retried_loses_nothing(runs: SimpleNamespace) -> None:
+    # The kill hit the task's `meltano el` and its target mid-load (the tap of a small
+    # increment may have finished by then).
+    assert any(c.endswith("bin/meltano") for c in runs.killed), runs.killed
+    assert any(c.endswith("bin/target-postgres") for c in runs.killed), runs.killed
+    task = runs.dag_run.tasks[f"{MAIN}.{KILLED}"]
+    assert (task.state, task.try_number) == ("success", 2)
+    # RAW, deduplicated as dbt does, holds every source row at its latest version, and
+    # the table's bookmark is the end of the run's window (its data interval end), past
+    # the source's newest change.
+    assert runs.killed_raw == runs.killed_source
+    bookmark = runs.states[f"dev:pgp-main:{KILLED}"]["singer_state"]["bookmarks"][KILLED]
+    assert _utc(bookmark["replication_key_value"]) == _utc(runs.pgp_at)
+    assert _utc(runs.pgp_at) > max(updated for _, updated in runs.killed_source)
 
 
 @pytest.mark.e2e
