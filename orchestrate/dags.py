@@ -6,6 +6,9 @@
     [tap-gitlab-postgres--main-scd.<stream> ...] ----------------------------------+
       --> transform (dbt seed, run) --> trust (dbt's row-count checks) --> pump
 
+    (local: each extractor's group starts with `<extractor>.catalog`, one discovery whose
+    catalog its tables read)
+
 ``pgp_resync``  manual: a full refresh of one table (param ``stream``) or of all, then
                 transform and trust.
 """
@@ -59,11 +62,20 @@ def pipeline_dag(plan: Plan, settings: Settings, factory: OperatorFactory) -> DA
         extracted = []
         for database in plan.databases:
             groups = {}
+            catalogs = {}
             for step in database.extracts:
+                path = factory.catalog_path(step.extractor)
                 if step.extractor not in groups:
                     groups[step.extractor] = TaskGroup(step.extractor)
+                    if path:
+                        with groups[step.extractor]:
+                            catalogs[step.extractor] = factory.catalog(
+                                step.extractor, path, pool=database.pool
+                            )
                 with groups[step.extractor]:
-                    factory.extract(step, pool=database.pool)
+                    op = factory.extract(step, pool=database.pool, catalog=path)
+                if path:
+                    catalogs[step.extractor] >> op
             extracted += groups.values()
             for step in database.deletes:
                 # pgp's deletes task: after the tables whose key sets it reads.

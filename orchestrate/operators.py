@@ -28,12 +28,30 @@ class OperatorFactory:
         self.settings = settings
         self.project = project
 
-    def extract(self, step: Extract, *, pool: str, full_refresh: bool = False) -> BaseOperator:
+    def extract(
+        self, step: Extract, *, pool: str, full_refresh: bool = False, catalog: str | None = None
+    ) -> BaseOperator:
         env = {step.execution_date_env: INTERVAL_END}
         if self.settings.executor == "local":
             env[step.batch_config_env] = self._own_batch_folder(step)
         argv = [*self.settings.meltano, *step.meltano_args(full_refresh=full_refresh)]
+        if catalog:
+            argv += ["--catalog", catalog]
         return self._operator(step.task_id, argv, env, "extract", pool=pool, guarded=True)
+
+    def catalog_path(self, extractor: str) -> str | None:
+        """Local: where the run's catalog of ``extractor`` goes. Pods share no filesystem:
+        each discovers for itself (None)."""
+        if self.settings.executor != "local":
+            return None
+        return f"{self.settings.root}/.meltano/run/pgp-catalogs/{{{{ run_id }}}}/{extractor}.json"
+
+    def catalog(self, extractor: str, path: str, *, pool: str) -> BaseOperator:
+        """One discovery per extractor and run (a `meltano el` discovers every manifest table,
+        ~10 s, whatever it extracts): the catalog with meltano.yml's selection and metadata
+        applied, which the table tasks take as it is (`meltano el --catalog`)."""
+        argv = [*self.settings.meltano, "invoke", "--dump=catalog", extractor]
+        return self._operator("catalog", argv, {}, "extract", pool=pool, stdout=path)
 
     def meltano_run(self, step: MeltanoRun, **kwargs: Any) -> BaseOperator:
         argv = [*self.settings.meltano, *step.meltano_args()]
@@ -65,6 +83,7 @@ class OperatorFactory:
         kind: str,
         *,
         guarded: bool = False,  # a `meltano el`: Meltano refuses a second run of its state ID
+        stdout: str | None = None,  # local: the file the command's output goes to
         **kwargs: Any,
     ) -> BaseOperator:
         env = {"MELTANO_ENVIRONMENT": self.settings.environment, **env}
@@ -76,8 +95,12 @@ class OperatorFactory:
         if self.settings.kubernetes is None:
             from airflow.providers.standard.operators.bash import BashOperator
 
+            command = shlex.join(argv) + (FORCE_ON_RETRY if guarded else "")
+            if stdout:
+                folder = shlex.quote(stdout.rpartition("/")[0])
+                command = f"mkdir -p {folder} && {command} > {shlex.quote(stdout)}"
             return BashOperator(
-                bash_command=shlex.join(argv) + (FORCE_ON_RETRY if guarded else ""),
+                bash_command=command,
                 env=env,
                 append_env=True,  # the worker's env: LOCALPG_*, MELTANO_DATABASE_URI, ...
                 cwd=str(self.settings.root),

@@ -114,6 +114,10 @@ def ancestors(tasks: dict, task_id: str) -> set[str]:
     return seen
 
 
+def catalog_of(extractor: str) -> str:
+    return f"{ROOT}/.meltano/run/pgp-catalogs/{{{{ run_id }}}}/{extractor}.json"
+
+
 def state_id_of(task: dict) -> str:
     args = task["command"].split() if "command" in task else task["arguments"]
     return args[args.index("--state-id") + 1]
@@ -138,15 +142,25 @@ def test_dag_folder_local(airflow_venv: Path, tmp_path: Path) -> None:
         task = tasks[task_id]
         assert task["command"] == (
             f"{ROOT}/.venv/bin/meltano el {extractor} target-postgres --state-id "
-            f"dev:pgp-main:{stream} --select {stream} --select pgp_row_counts"
+            f"dev:pgp-main:{stream} --select {stream} --select pgp_row_counts "
+            f"--catalog '{catalog_of(extractor)}'"
             " {{ '--force' if ti.try_number > 1 else '' }}"  # a killed try's job is stale
         )
+        assert f"{extractor}.catalog" in task["upstream"]
         assert (task["pool"], task["retries"], task["cwd"]) == ("pgp-main", 2, str(ROOT))
         assert task["env"]["MELTANO_ENVIRONMENT"] == "dev"
         assert (
             task["env"][f"{extractor.upper().replace('-', '_')}_EXECUTION_DATE"]
             == "{{ data_interval_end.isoformat() }}"
         )
+    # One discovery per extractor and run, its catalog read by every table task.
+    for extractor in (MAIN, SCD):
+        catalog = catalog_of(extractor)
+        assert tasks[f"{extractor}.catalog"]["command"] == (
+            f"mkdir -p '{catalog.rpartition('/')[0]}' && "
+            f"{ROOT}/.venv/bin/meltano invoke --dump=catalog {extractor} > '{catalog}'"
+        )
+    assert "--catalog" not in tasks[DELETES]["command"]  # one task: its own discovery
     state_ids = [state_id_of(tasks[t]) for t in el_tasks]
     assert len(set(state_ids)) == len(state_ids) == 21
     assert "dev:pgp-main:deletes" in state_ids
@@ -160,8 +174,9 @@ def test_dag_folder_local(airflow_venv: Path, tmp_path: Path) -> None:
     assert len(roots) == 21
 
     # The deletes pass after every table of its extractor; dbt after everything.
-    assert ancestors(tasks, DELETES) == {x for x in extracts if x.startswith(f"{MAIN}.")}
-    assert ancestors(tasks, "transform") == el_tasks
+    main_tasks = {x for x in extracts if x.startswith(f"{MAIN}.")}
+    assert ancestors(tasks, DELETES) == {*main_tasks, f"{MAIN}.catalog"}
+    assert ancestors(tasks, "transform") == {*el_tasks, f"{MAIN}.catalog", f"{SCD}.catalog"}
     assert tasks["transform"]["command"].endswith("meltano run dbt-postgres:seed dbt-postgres:run")
     assert tasks["trust"]["upstream"] == ["transform"]
     assert tasks["trust"]["command"].endswith("meltano run dbt-postgres:trust")
@@ -489,7 +504,8 @@ def test_dag_runs_tables_in_parallel_incrementally(runs: SimpleNamespace) -> Non
     assert all(t.state == "success" and t.try_number == 1 for t in tables)
     # Parallel: every table started before any of them ended.
     assert max(t.started for t in tables) < min(t.ended for t in tables)
-    assert set(run.tasks) == {f"{MAIN}.{s}" for s in runs.streams}  # no deletes pass
+    # One discovery, then the tables; no deletes pass.
+    assert set(run.tasks) == {f"{MAIN}.catalog", *(f"{MAIN}.{s}" for s in runs.streams)}
 
     assert sorted(runs.streams) == sorted(f"gitlab_db_{key}" for key in RUN_TABLES)
     for key, table in RUN_TABLES.items():
