@@ -126,6 +126,8 @@ def state_id_of(task: dict) -> str:
 # --------------------------------------------------------------------------- DAG integrity
 
 
+# slow: they parse the DAG folder in the Airflow venv (its first install alone takes ~40 s).
+@pytest.mark.slow
 def test_dag_folder_local(airflow_venv: Path, tmp_path: Path) -> None:
     out = describe(tmp_path)
     assert out["import_errors"] == {}
@@ -197,6 +199,7 @@ def test_dag_folder_local(airflow_venv: Path, tmp_path: Path) -> None:
     assert ancestors(resync["tasks"], "trust") == {*resync_el, "choose", "transform"}
 
 
+@pytest.mark.slow
 def test_dag_folder_kubernetes(airflow_venv: Path, tmp_path: Path) -> None:
     out = describe(
         tmp_path,
