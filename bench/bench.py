@@ -285,7 +285,7 @@ class ServerCpu:
             time.sleep(0.02)
 
 
-def _busy_cpu_seconds() -> float:
+def busy_cpu_seconds() -> float:
     """CPU seconds every process of the machine has used (all CPUs), from /proc/stat."""
     with open("/proc/stat") as fh:
         f = [int(x) for x in fh.readline().split()[1:]]
@@ -300,9 +300,9 @@ def _own_cpu_seconds() -> float:
 
 def background_cores(sample: float = 2.0) -> float:
     """Cores busy with processes outside the bench over ``sample`` seconds (idle bench)."""
-    busy, own = _busy_cpu_seconds(), _own_cpu_seconds()
+    busy, own = busy_cpu_seconds(), _own_cpu_seconds()
     time.sleep(sample)
-    return max(0.0, (_busy_cpu_seconds() - busy) - (_own_cpu_seconds() - own)) / sample
+    return max(0.0, (busy_cpu_seconds() - busy) - (_own_cpu_seconds() - own)) / sample
 
 
 def wait_quiet(max_wait: float, threshold: float = 0.3) -> float:
@@ -399,7 +399,7 @@ def run_pipeline(
     procs: list[Proc] = []
     pg_children = server.children()
     pg_before = server.seconds()
-    busy_before, own_before = _busy_cpu_seconds(), _own_cpu_seconds()
+    busy_before, own_before = busy_cpu_seconds(), _own_cpu_seconds()
     stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL  # noqa: SIM115
     t0 = time.perf_counter()
     prev_out: Any = stdin
@@ -443,7 +443,7 @@ def run_pipeline(
                 _kill(p)
     server.settle(pg_children)
     pg_after = server.seconds()
-    busy = _busy_cpu_seconds() - busy_before
+    busy = busy_cpu_seconds() - busy_before
     own = _own_cpu_seconds() - own_before
     other = busy - own - sum(p.cpu for p in procs) - (pg_after - pg_before)
     if counter.error:

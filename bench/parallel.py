@@ -10,10 +10,12 @@ On a throwaway Postgres (.local/bench/parallel/pg): the demo source (scripts/dem
           discovery per extractor, then one `meltano el` per table, ``--workers`` at a
           time (pool and executor), through `airflow dags test --use-executor`.
 
-Both warehouses must hold the same row count per table. Printed: both wall times, the
-speed-up, each table task's time, and the projection for N workers from those times
-(the discoveries, then the tables, each longest-first onto N workers, plus the DAG's fixed
-cost), assuming a core per worker.
+Both warehouses must hold the same row count per table. Printed: both wall times and the
+CPU seconds the whole machine spent in each (loaders, tap, Meltano, Airflow, Postgres), the
+speed-up, the ceiling on ``--workers`` cores (the serial run already keeps more than one core
+busy: the tap, the loader and Postgres overlap), the CPU each table task adds, each task's
+time, and the projection for N workers from those times (the discoveries, then the tables,
+each longest-first onto N workers, plus the DAG's fixed cost), assuming a core per worker.
 Results also in .local/bench/parallel/results.json.
 """
 
@@ -32,10 +34,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 
+from bench import busy_cpu_seconds  # noqa: E402
 from orchestrate.local import LocalAirflow, demo_source, meltano_sandbox  # noqa: E402
 from orchestrate.plan import Plan  # noqa: E402
 from orchestrate.project import Project  # noqa: E402
@@ -95,7 +99,7 @@ def main(argv: list[str]) -> int:
             **env,
         }
         meltano = [str(ROOT / ".venv/bin/meltano"), "--env-file", env["PGP_MELTANO_ENV_FILE"]]
-        started = time.monotonic()
+        started, cpu = time.monotonic(), busy_cpu_seconds()
         subprocess.run(
             [*meltano, "--environment=dev", "run", *JOBS.split(",")],
             cwd=ROOT,
@@ -104,7 +108,12 @@ def main(argv: list[str]) -> int:
             capture_output=True,
         )
         results["serial_seconds"] = time.monotonic() - started
-        print(f"serial `meltano run {JOBS.replace(',', ' ')}`: {results['serial_seconds']:.0f} s")
+        results["serial_cpu_seconds"] = busy_cpu_seconds() - cpu
+        print(
+            f"serial `meltano run {JOBS.replace(',', ' ')}`: {results['serial_seconds']:.0f} s, "
+            f"{results['serial_cpu_seconds']:.0f} CPU s "
+            f"({results['serial_cpu_seconds'] / results['serial_seconds']:.2f} cores busy)"
+        )
 
         # dag: one task per table
         pg.create_database("wh_dag", drop=True)
@@ -119,7 +128,9 @@ def main(argv: list[str]) -> int:
         airflow = LocalAirflow(WORK / "dag" / "airflow", env, parallelism=args.workers)
         airflow.setup({db.pool: args.workers for db in plan.databases})
         with airflow.execution_api():
+            cpu = busy_cpu_seconds()
             run = airflow.dags_test("pgp", datetime.now(UTC))
+            dag_cpu = busy_cpu_seconds() - cpu
         if run.failed():
             print(f"dag run failed: {run.failed()} (log {run.log})", file=sys.stderr)
             return 1
@@ -130,6 +141,7 @@ def main(argv: list[str]) -> int:
         durations = [t.seconds for t in tasks if not t.task_id.endswith(".catalog")]
         results.update(
             dag_seconds=run.seconds,
+            dag_cpu_seconds=dag_cpu,
             dag_task_span_seconds=span,
             task_seconds={t.task_id: t.seconds for t in tasks},
         )
@@ -142,12 +154,19 @@ def main(argv: list[str]) -> int:
         serial, dag = raw_counts(pg.dsn("wh_serial")), raw_counts(pg.dsn("wh_dag"))
         results["same_rows"] = serial == dag
         print(
-            f"dag `pgp` ({len(tasks)} tasks, {args.workers} workers): {run.seconds:.0f} s "
-            f"(tasks from first start to last end: {span:.0f} s)"
+            f"dag `pgp` ({len(tasks)} tasks, {args.workers} workers): {run.seconds:.0f} s, "
+            f"{dag_cpu:.0f} CPU s (tasks from first start to last end: {span:.0f} s)"
         )
+        # Perfect parallelism with no per-task cost keeps every core busy with the serial
+        # run's CPU: the serial run's busy cores set how much faster the DAG can be.
+        ceiling = min(args.workers, os.cpu_count() or 1) * results["serial_seconds"]
+        ceiling /= results["serial_cpu_seconds"]
+        per_task = (dag_cpu - results["serial_cpu_seconds"]) / len(tasks)
+        results.update(ceiling=ceiling, added_cpu_seconds_per_task=per_task)
         print(
             f"speed-up: {results['serial_seconds'] / run.seconds:.2f}x "
-            f"(tasks only: {results['serial_seconds'] / span:.2f}x)"
+            f"(tasks only: {results['serial_seconds'] / span:.2f}x; ceiling on "
+            f"{args.workers} workers: {ceiling:.2f}x); each task adds {per_task:.1f} CPU s"
         )
         print(f"same rows per RAW table in both warehouses: {results['same_rows']}")
         for task in sorted(tasks, key=lambda t: -t.seconds):

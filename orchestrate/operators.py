@@ -10,7 +10,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from orchestrate.plan import Extract, MeltanoRun
+from orchestrate.plan import NO_INSTALL, Extract, MeltanoRun
 from orchestrate.project import Project
 from orchestrate.settings import Resources, Settings
 
@@ -21,6 +21,8 @@ INTERVAL_END = "{{ data_interval_end.isoformat() }}"
 # Meltano refuses a run of a state ID it thinks is running. Local retries come sooner, and
 # only after Airflow saw the try's process end: they tell Meltano so.
 FORCE_ON_RETRY = " {{ '--force' if ti.try_number > 1 else '' }}"
+# Local runs' catalogs are kept this long (days) for a look after a failure, then deleted.
+CATALOG_DAYS = 7
 
 
 class OperatorFactory:
@@ -39,27 +41,36 @@ class OperatorFactory:
             argv += ["--catalog", catalog]
         return self._operator(step.task_id, argv, env, "extract", pool=pool, guarded=True)
 
+    @property
+    def _catalogs(self) -> str:
+        return f"{self.settings.root}/.meltano/run/pgp-catalogs"
+
     def catalog_path(self, extractor: str) -> str | None:
         """Local: where the run's catalog of ``extractor`` goes. Pods share no filesystem:
         each discovers for itself (None)."""
         if self.settings.executor != "local":
             return None
-        return f"{self.settings.root}/.meltano/run/pgp-catalogs/{{{{ run_id }}}}/{extractor}.json"
+        return f"{self._catalogs}/{{{{ run_id }}}}/{extractor}.json"
 
     def catalog(self, extractor: str, path: str, *, pool: str) -> BaseOperator:
-        """One discovery per extractor and run (a `meltano el` discovers every manifest table,
-        ~10 s, whatever it extracts): the catalog with meltano.yml's selection and metadata
-        applied, which the table tasks take as it is (`meltano el --catalog`)."""
-        argv = [*self.settings.meltano, "invoke", "--dump=catalog", extractor]
-        return self._operator("catalog", argv, {}, "extract", pool=pool, stdout=path)
+        """One discovery per extractor and run (a `meltano el` without a catalog runs the
+        tap's discovery first, a tap start more, whatever it extracts): the catalog with
+        meltano.yml's selection and metadata applied, which the table tasks take as it is
+        (`meltano el --catalog`). Runs' catalogs older than CATALOG_DAYS are deleted."""
+        argv = [*self.settings.meltano, "invoke", NO_INSTALL, "--dump=catalog", extractor]
+        prune = (
+            f"find {shlex.quote(self._catalogs)} -mindepth 1 -maxdepth 1 -type d "
+            f"-mtime +{CATALOG_DAYS} -exec rm -rf {{}} +"
+        )
+        return self._operator("catalog", argv, {}, "extract", pool=pool, stdout=path, before=prune)
 
     def meltano_run(self, step: MeltanoRun, **kwargs: Any) -> BaseOperator:
         argv = [*self.settings.meltano, *step.meltano_args()]
         if step.task_id == "pump":
             return self._operator(
-                "pump", argv, {"PUMP_INTERVAL_END": INTERVAL_END}, "pump", **kwargs
+                "pump", argv, {"PUMP_INTERVAL_END": INTERVAL_END}, "pump", guarded=True, **kwargs
             )
-        return self._operator(step.task_id, argv, {}, "transform", **kwargs)
+        return self._operator(step.task_id, argv, {}, "transform", guarded=True, **kwargs)
 
     def _own_batch_folder(self, step: Extract) -> str:
         """Local runs share .meltano/run: each task writes its batch files to a folder of its
@@ -82,8 +93,9 @@ class OperatorFactory:
         env: dict[str, str],
         kind: str,
         *,
-        guarded: bool = False,  # a `meltano el`: Meltano refuses a second run of its state ID
+        guarded: bool = False,  # Meltano refuses a second run of the command's state ID
         stdout: str | None = None,  # local: the file the command's output goes to
+        before: str | None = None,  # local: a shell command run first
         **kwargs: Any,
     ) -> BaseOperator:
         env = {"MELTANO_ENVIRONMENT": self.settings.environment, **env}
@@ -97,8 +109,11 @@ class OperatorFactory:
 
             command = shlex.join(argv) + (FORCE_ON_RETRY if guarded else "")
             if stdout:
-                folder = shlex.quote(stdout.rpartition("/")[0])
-                command = f"mkdir -p {folder} && {command} > {shlex.quote(stdout)}"
+                command = f"{command} > {shlex.quote(stdout)}"
+            if before:
+                command = f"{before} && {command}"
+            if stdout:
+                command = f"mkdir -p {shlex.quote(stdout.rpartition('/')[0])} && {command}"
             return BashOperator(
                 bash_command=command,
                 env=env,

@@ -24,6 +24,9 @@ from orchestrate.project import Project, ProjectError, env_var, manifest_streams
 
 ROW_COUNTS_STREAM = "pgp_row_counts"  # the tap's row counts for dbt's trust checks
 DELETES = "deletes"
+# Tasks run where the plugins are installed already (the image, bootstrap's .venv). Meltano's
+# default checks every plugin's venv first (~1.7 s a command) and would pip install a stale one.
+NO_INSTALL = "--no-install"
 _STATE_ID = re.compile(r"[a-z0-9_-]+:pgp-[a-z0-9_]+:[a-z0-9_]+")
 
 
@@ -58,7 +61,7 @@ class Extract:
         return f"{self.group_id}.{self.task_id}" if self.group_id else self.task_id
 
     def meltano_args(self, *, full_refresh: bool = False) -> list[str]:
-        args = ["el", self.extractor, self.loader, "--state-id", self.state_id]
+        args = ["el", NO_INSTALL, self.extractor, self.loader, "--state-id", self.state_id]
         if full_refresh:
             args.append("--full-refresh")
         if self.stream:
@@ -83,7 +86,7 @@ class MeltanoRun:
     blocks: tuple[str, ...]
 
     def meltano_args(self) -> list[str]:
-        return ["run", *self.blocks]
+        return ["run", NO_INSTALL, *self.blocks]
 
 
 @dataclass(frozen=True)

