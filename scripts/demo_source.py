@@ -766,10 +766,14 @@ def _ins_user_namespaces(lo: int, hi: int, offset: int) -> str:
     return _insert("namespaces", cols, source)
 
 
+# A user's IPv6 address from its id ``g``, in two groups: a group holds 16 bits, and there are
+# more than 65,535 users from --rows 2,200,000 on.
+USER_IPV6 = "('2001:db8::' || to_hex(g >> 16) || ':' || to_hex(g & 65535))::inet"
+
+
 def _ins_users(x: _Gen, lo: int, hi: int, n: int) -> str:
     first, last = x.pick(_FIRST, "us.first"), x.pick(_LAST, "us.last")
     ipv4 = "('10.' || ((g >> 16) & 255) || '.' || ((g >> 8) & 255) || '.' || (g & 255))::inet"
-    ipv6 = "('2001:db8::' || to_hex(g))::inet"
     prefs = (
         f"jsonb_build_object('theme_id', {x.ri(1, 11, 'us.theme')}, "
         f"'tab_width', {x.ri(2, 8, 'us.tab')}, "
@@ -787,7 +791,7 @@ def _ins_users(x: _Gen, lo: int, hi: int, n: int) -> str:
         (
             "current_sign_in_ip",
             f"CASE WHEN signins > 0 THEN CASE WHEN {x.chance(0.8, 'us.v4')} THEN {ipv4} "
-            f"ELSE {ipv6} END END",
+            f"ELSE {USER_IPV6} END END",
         ),
         ("last_sign_in_ip", f"CASE WHEN signins > 1 THEN {ipv4} END"),
         ("created_at", "c"),

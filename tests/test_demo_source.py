@@ -20,7 +20,7 @@ import demo_source
 import psycopg
 import pytest
 import yaml
-from demo_source import NASTY, TABLES, create, planned_counts, touch
+from demo_source import NASTY, TABLES, USER_IPV6, create, planned_counts, touch
 
 if TYPE_CHECKING:
     from pgp_testkit.localpg import LocalPostgres
@@ -340,6 +340,18 @@ def test_create_is_deterministic(fresh_db: str) -> None:
     assert fingerprint() == first
     create(fresh_db, rows=1_500, seed=12, anchor=ANCHOR)
     assert fingerprint()["issues"] != first["issues"]
+
+
+def test_user_ipv6_addresses_are_valid_past_65535_users(fresh_db: str) -> None:
+    with psycopg.connect(fresh_db) as conn:
+        rows = conn.execute(
+            f"SELECT {USER_IPV6}::text FROM unnest(ARRAY[1, 65535, 65536, 70000, 2147483647]) "
+            "AS t(g) ORDER BY g"
+        ).fetchall()
+    assert [r[0] for r in rows] == [
+        "2001:db8::1/128", "2001:db8::ffff/128", "2001:db8::1:0/128",
+        "2001:db8::1:1170/128", "2001:db8::7fff:ffff/128",
+    ]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- touch
