@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -140,8 +137,8 @@ def test_create_database_without_psycopg_uses_psql(
 # --------------------------------------------------------------------------- lifecycle
 
 
-def test_start_restart_stop_keeps_port_and_data(tmp_path: Path) -> None:
-    cluster = LocalPostgres(tmp_path / "c").start()
+def test_start_restart_stop_keeps_port_and_data(cluster_root: Path) -> None:
+    cluster = LocalPostgres(cluster_root / "c").start()
     try:
         port = cluster.port
         state_mode = stat.S_IMODE(cluster.state_file.stat().st_mode)
@@ -161,7 +158,7 @@ def test_start_restart_stop_keeps_port_and_data(tmp_path: Path) -> None:
         cluster.stop()  # stopping a stopped cluster is fine
 
         # A later process only has the directory: it must find the same port and password.
-        again = LocalPostgres(tmp_path / "c")
+        again = LocalPostgres(cluster_root / "c")
         assert (again.port, again.password) == (port, cluster.password)
         again.start()
         assert _query(again.dsn(), "SELECT v FROM kept") == "survives"
@@ -170,13 +167,13 @@ def test_start_restart_stop_keeps_port_and_data(tmp_path: Path) -> None:
     assert not cluster.is_running()
 
 
-def test_start_failure_reports_log_tail(tmp_path: Path) -> None:
+def test_start_failure_reports_log_tail(cluster_root: Path) -> None:
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         busy_port = blocker.getsockname()[1]
         # An explicit port is never swapped for another, so the bind error must surface.
-        cluster = LocalPostgres(tmp_path / "c", port=busy_port)
+        cluster = LocalPostgres(cluster_root / "c", port=busy_port)
         try:
             with pytest.raises(LocalPostgresError, match="could not bind") as excinfo:
                 cluster.start()
@@ -196,9 +193,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_cli_start_status_env_stop(tmp_path: Path) -> None:
+def test_cli_start_status_env_stop(cluster_root: Path) -> None:
     # A deep path proves we survive the ~107-byte unix socket path limit (TCP-only fallback).
-    datadir = tmp_path / ("d" * 60) / ("e" * 60)
+    datadir = cluster_root / ("d" * 60) / ("e" * 60)
     try:
         started = _cli("start", "--datadir", str(datadir))
         assert started.returncode == 0, started.stderr
@@ -245,17 +242,6 @@ def _wait_for(dsn: str, sql: str, expected: object, timeout: float = 30.0) -> No
     while (got := _query(dsn, sql)) != expected:
         assert time.monotonic() < deadline, f"{sql} gave {got!r}, not {expected!r}"
         time.sleep(0.05)
-
-
-@pytest.fixture
-def cluster_root() -> Iterator[Path]:
-    """Like tmp_path, but outside /tmp/pytest-of-<user>: a pytest session starting meanwhile
-    (another checkout's) resets that directory to 0700, locking the server user out."""
-    root = Path(tempfile.mkdtemp(prefix="localpg-test-"))
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_start_replica_streams_and_restarts_as_standby(cluster_root: Path) -> None:

@@ -156,12 +156,12 @@ def test_dropped_source_connection_fails_the_stream_and_the_rerun_catches_up(
 
 
 def test_source_stopped_mid_run_fails_clearly_and_the_run_after_its_restart_catches_up(
-    tmp_path: Path,
+    tmp_path: Path, cluster_root: Path
 ) -> None:
     # A cluster of its own: the replica rebuild stops the whole server, not one session.
     from pgp_testkit.localpg import LocalPostgres
 
-    replica = LocalPostgres(tmp_path / "replica").start()
+    replica = LocalPostgres(cluster_root / "replica").start()
     try:
         dsn = replica.create_database("gitlab")
         create_notes(dsn, key_step=1)

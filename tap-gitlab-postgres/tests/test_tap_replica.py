@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -28,7 +27,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from pgp_testkit.dsn import connection_config
-from pgp_testkit.localpg import LocalPostgres
+from pgp_testkit.localpg import LocalPostgres, cluster_root
 from pgp_testkit.tap import TapRun, run_tap, write_manifest
 
 pytestmark = pytest.mark.slow
@@ -53,11 +52,8 @@ ERROR_PREFIX = "tap-gitlab-postgres: error: "
 
 @pytest.fixture(scope="module")
 def cluster_dir() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="localpg-replica-"))
-    try:
+    with cluster_root("localpg-replica-") as root:
         yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,8 @@ import socket
 import stat
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -87,6 +88,18 @@ def _has_server(bindir: Path) -> bool:
         (bindir / exe).is_file() and os.access(bindir / exe, os.X_OK)
         for exe in ("initdb", "pg_ctl")
     )
+
+
+@contextlib.contextmanager
+def cluster_root(prefix: str = "localpg-test-") -> Iterator[Path]:
+    """A new directory for clusters, removed afterwards: like pytest's tmp_path, but outside
+    /tmp/pytest-of-<user>, which a pytest session starting meanwhile (another checkout's)
+    resets to 0700, locking the server user out of a running cluster's files."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def find_bindir(root: Path = PG_LIB_ROOT, pg_config: str | None = "pg_config") -> Path | None:
