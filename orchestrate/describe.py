@@ -1,5 +1,6 @@
 """Print the DAG folder as Airflow parses it, as JSON: import errors, and per DAG its
-settings and tasks (operator, pool, retries, upstream tasks, the rendered command).
+settings and tasks (operator, pool, retries, upstream tasks, the command; the env as Airflow
+renders it for a run triggered without a logical date).
 
     .airflow-venv/bin/python -m orchestrate.describe OUT.json   (settings: PGP_* env variables)
 
@@ -10,11 +11,19 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from airflow.dag_processing.dagbag import DagBag
 
 from orchestrate.local import DAG_FOLDER
+
+# What a task's templates see in a run triggered without a logical date: no data interval.
+MANUAL_RUN = {
+    "dag_run": SimpleNamespace(run_after=datetime(2026, 12, 6, 5, 0, tzinfo=UTC)),
+    "ti": SimpleNamespace(try_number=1),
+}
 
 
 def describe_task(op: Any) -> dict[str, Any]:
@@ -27,6 +36,7 @@ def describe_task(op: Any) -> dict[str, Any]:
     }
     if type(op).__name__ == "BashOperator":
         out.update(command=op.bash_command, env=op.env, cwd=op.cwd)
+        out["env_manual_run"] = op.render_template(op.env, MANUAL_RUN, op.dag.get_template_env())
     elif type(op).__name__ == "KubernetesPodOperator":
         resources = op.container_resources
         out.update(

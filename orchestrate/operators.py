@@ -15,8 +15,10 @@ from orchestrate.project import Project
 from orchestrate.settings import Resources, Settings
 
 # The run's data interval end: the tap's execution_date (end of incremental windows) and
-# the pump's interval_end, so a retry of a run reads and publishes the same interval.
-INTERVAL_END = "{{ data_interval_end.isoformat() }}"
+# the pump's interval_end, so a retry of a run reads and publishes the same interval. A run
+# triggered without a logical date (Airflow 3's default for manual runs, e.g. a resync) has
+# no data interval: its run_after, fixed for the run as well.
+INTERVAL_END = "{{ (data_interval_end | default(dag_run.run_after, true)).isoformat() }}"
 # A killed try leaves its Meltano job "running" until its heartbeat is 5 minutes old, and
 # Meltano refuses a run of a state ID it thinks is running. Local retries come sooner, and
 # only after Airflow saw the try's process end: they tell Meltano so.

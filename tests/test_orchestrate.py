@@ -71,6 +71,11 @@ RESYNCED = "gitlab_db_users"
 KILLED = "gitlab_db_merge_requests"  # its first try in the DAG run is killed mid-load
 
 
+# The tap's execution_date and the pump's interval end: the run's data interval end, or its
+# run_after for a run triggered without a logical date.
+INTERVAL_END = "{{ (data_interval_end | default(dag_run.run_after, true)).isoformat() }}"
+
+
 @pytest.fixture(scope="session")
 def airflow_venv() -> Path:
     ensure_airflow_venv()
@@ -151,10 +156,7 @@ def test_dag_folder_local(airflow_venv: Path, tmp_path: Path) -> None:
         assert f"{extractor}.catalog" in task["upstream"]
         assert (task["pool"], task["retries"], task["cwd"]) == ("pgp-main", 2, str(ROOT))
         assert task["env"]["MELTANO_ENVIRONMENT"] == "dev"
-        assert (
-            task["env"][f"{extractor.upper().replace('-', '_')}_EXECUTION_DATE"]
-            == "{{ data_interval_end.isoformat() }}"
-        )
+        assert task["env"][f"{extractor.upper().replace('-', '_')}_EXECUTION_DATE"] == INTERVAL_END
     # One discovery per extractor and run, its catalog read by every table task.
     for extractor in (MAIN, SCD):
         catalog = catalog_of(extractor)
@@ -191,7 +193,7 @@ def test_dag_folder_local(airflow_venv: Path, tmp_path: Path) -> None:
     assert tasks["pump"]["command"].endswith(
         f"meltano run --no-install tap-pumps target-s3-pump{force}"
     )
-    assert tasks["pump"]["env"]["PUMP_INTERVAL_END"] == "{{ data_interval_end.isoformat() }}"
+    assert tasks["pump"]["env"]["PUMP_INTERVAL_END"] == INTERVAL_END
 
     resync = out["dags"]["pgp_resync"]
     assert resync["schedule"] is None and resync["max_active_runs"] == 1
@@ -203,6 +205,11 @@ def test_dag_folder_local(airflow_venv: Path, tmp_path: Path) -> None:
         assert "--full-refresh" in task["command"].split()
         assert task["upstream"] == ["choose"]
         assert state_id_of(task) == state_id_of(tasks[task_id])  # the same state IDs
+        # Triggered without a logical date (no data interval): the run's run_after.
+        extractor = task_id.split(".")[0]
+        assert task["env_manual_run"][f"{extractor.upper().replace('-', '_')}_EXECUTION_DATE"] == (
+            "2026-12-06T05:00:00+00:00"
+        )
     assert ancestors(resync["tasks"], "trust") == {*resync_el, "choose", "transform"}
 
 
@@ -230,7 +237,7 @@ def test_dag_folder_kubernetes(airflow_venv: Path, tmp_path: Path) -> None:
         ]  # fmt: skip
         assert task["env"] == {
             "MELTANO_ENVIRONMENT": "prod",
-            "TAP_GITLAB_POSTGRES__MAIN_EXECUTION_DATE": "{{ data_interval_end.isoformat() }}",
+            "TAP_GITLAB_POSTGRES__MAIN_EXECUTION_DATE": INTERVAL_END,
         }  # pods have their own filesystem: no batch folder per task
         assert task["env_from"] == ["pgp-meltano"]  # state backend, systemdb, secrets
         assert task["service_account"] == "pgp-meltano"
@@ -248,7 +255,7 @@ def test_dag_folder_kubernetes(airflow_venv: Path, tmp_path: Path) -> None:
         "run", "--no-install", "tap-pumps-snowflake", "target-s3-pump"
     ]  # fmt: skip
     assert tasks["pump"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
-    assert tasks["pump"]["env"]["PUMP_INTERVAL_END"] == "{{ data_interval_end.isoformat() }}"
+    assert tasks["pump"]["env"]["PUMP_INTERVAL_END"] == INTERVAL_END
 
 
 def test_bad_settings_are_one_line_naming_the_variable() -> None:
