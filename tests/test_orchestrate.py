@@ -258,6 +258,30 @@ def test_dag_folder_kubernetes(airflow_venv: Path, tmp_path: Path) -> None:
     assert tasks["pump"]["env"]["PUMP_INTERVAL_END"] == INTERVAL_END
 
 
+def test_shared_systemdb_on_postgres_as_the_pods_use_it(fresh_db: str, tmp_path: Path) -> None:
+    """The pods' MELTANO_DATABASE_URI form (README, production): Meltano creates its tables in
+    a Postgres database and keeps runs and state there."""
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MELTANO_", "TAP_"))}
+    env.update(
+        MELTANO_DATABASE_URI=fresh_db.replace("postgresql://", "postgresql+psycopg://", 1),
+        MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
+    )
+    meltano = [str(ROOT / ".venv" / "bin" / "meltano"), "--env-file", str(env_file), "state"]
+    state = {"singer_state": {"bookmarks": {"gitlab_db_issues": {"replication_key_value": "x"}}}}
+    state_id = "prod:pgp-main:gitlab_db_issues"
+    for args in (["set", "--force", state_id, json.dumps(state)], ["get", state_id]):
+        done = subprocess.run(
+            [*meltano, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == state
+    with psycopg.connect(fresh_db) as conn:
+        stored = conn.execute("SELECT completed_state FROM state WHERE state_id = %s", (state_id,))
+        assert json.loads(stored.fetchone()[0]) == state
+
+
 def test_bad_settings_are_one_line_naming_the_variable() -> None:
     with pytest.raises(ProjectError, match=r"^PGP_IMAGE: required with PGP_EXECUTOR=kubernetes$"):
         Settings.from_env({"PGP_EXECUTOR": "kubernetes"})
