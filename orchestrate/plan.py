@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from orchestrate.project import Project, ProjectError, env_var, manifest_streams
 
@@ -145,13 +144,16 @@ class Plan:
         for extractor, loader in pairs:
             if not project.is_pgp_extractor(extractor):
                 continue
-            database = str(project.setting(extractor, "database_type", environment) or "main")
+            # Unset: the tap keeps every table; "main" still names the state IDs and pool.
+            database_type = str(project.setting(extractor, "database_type", environment) or "")
+            database = database_type.strip() or "main"
             path = project.setting(extractor, "manifest_path", environment)
             if not path:
                 raise ProjectError(f"{where}: extractor '{extractor}' has no manifest_path")
             by_db.setdefault(database, []).extend(
                 Extract(environment, database, extractor, loader, stream)
-                for stream in manifest_streams(Path(path), database)
+                # Meltano runs the tap in the project root: a relative path is from there.
+                for stream in manifest_streams(project.root / path, database_type.strip() or None)
             )
             deletes.setdefault(database, []).extend(
                 Extract(environment, database, heir, loader, None, follows=extractor)

@@ -146,9 +146,10 @@ def env_var(plugin: str, setting: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", f"{plugin}_{setting}").upper()
 
 
-def manifest_streams(path: Path, database_type: str) -> list[str]:
-    """Stream names of a pgp manifest's tables of ``database_type``, in file order: the
-    tap's naming, <import_db>_<export_table> in lower case (the tap validates the rest)."""
+def manifest_streams(path: Path, database_type: str | None) -> list[str]:
+    """Stream names of a pgp manifest's tables of ``database_type`` (None: all), in file
+    order, as the tap keeps and names them: a table without a type (or an empty one) is in
+    every database; <import_db>_<export_table> in lower case (the tap validates the rest)."""
     doc = _read_yaml(path)
     tables = doc.get("tables")
     if not isinstance(tables, dict) or not tables:
@@ -157,7 +158,11 @@ def manifest_streams(path: Path, database_type: str) -> list[str]:
     for key, table in tables.items():
         if not isinstance(table, dict):
             raise ProjectError(f"{path}: table '{key}': not a mapping")
-        if str(table.get("database_type", database_type)) != database_type:
+        table_type = table.get("database_type")
+        if table_type is not None and not isinstance(table_type, str):
+            raise ProjectError(f"{path}: table '{key}': database_type must be a string")
+        table_type = (table_type or "").strip() or None
+        if database_type is not None and table_type not in (None, database_type):
             continue
         parts = [table.get("import_db"), table.get("export_table")]
         if not all(isinstance(p, str) and _NAME.fullmatch(p) for p in parts):

@@ -318,6 +318,32 @@ def test_project_follows_include_paths(tmp_path: Path) -> None:
         assert (here.transform, here.trust, here.pump) == (there.transform, there.trust, there.pump)
 
 
+def test_manifest_streams_are_the_taps(tmp_path: Path) -> None:
+    """The DAG has a task for exactly the tables the tap keeps, whatever database_type says."""
+    from tap_gitlab_postgres.manifest import load_manifest
+
+    tables = {
+        "untyped": None, "nulled": "", "empty": "''", "padded": "' main '", "ci": "ci", "main": "main"
+    }  # fmt: skip
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        "tables:\n"
+        + "".join(
+            f"  {name}:\n    import_db: GITLAB_DB\n    export_table: {name}\n"
+            f"    import_query: SELECT id FROM {name}\n    export_schema: gitlab\n"
+            "    export_table_primary_key: id\n"
+            + (f"    database_type: {value}\n" if value is not None else "")
+            for name, value in tables.items()
+        )
+    )
+    for database_type in ("main", "ci", None):
+        tap = [t.stream_name for t in load_manifest(manifest, database_type).tables]
+        assert manifest_streams(manifest, database_type) == tap
+    assert manifest_streams(manifest, "ci") == [
+        "gitlab_db_untyped", "gitlab_db_nulled", "gitlab_db_empty", "gitlab_db_ci"
+    ]  # fmt: skip
+
+
 def test_bad_manifest_is_one_line_naming_file_and_table(tmp_path: Path) -> None:
     manifest = tmp_path / "m.yaml"
     manifest.write_text("tables:\n  issues:\n    import_db: GITLAB_DB\n    export_table: 'a b'\n")
