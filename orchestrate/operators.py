@@ -36,8 +36,8 @@ class OperatorFactory:
         self, step: Extract, *, pool: str, full_refresh: bool = False, catalog: str | None = None
     ) -> BaseOperator:
         env = {step.execution_date_env: INTERVAL_END}
-        if self.settings.executor == "local":
-            env[step.batch_config_env] = self._own_batch_folder(step)
+        if self.settings.executor == "local" and (batches := self._own_batch_folder(step)):
+            env[step.batch_config_env] = batches
         argv = [*self.settings.meltano, *step.meltano_args(full_refresh=full_refresh)]
         if catalog:
             argv += ["--catalog", catalog]
@@ -74,14 +74,17 @@ class OperatorFactory:
             )
         return self._operator(step.task_id, argv, {}, "transform", guarded=True, **kwargs)
 
-    def _own_batch_folder(self, step: Extract) -> str:
+    def _own_batch_folder(self, step: Extract) -> str | None:
         """Local runs share .meltano/run: each task writes its batch files to a folder of its
         own, because the tap deletes a stream's earlier files (pgp_row_counts is in every
         task) when the stream starts, which could be while another task's loader reads
-        them. (Pods have their own filesystem.)"""
-        config = dict(
-            self.project.setting(step.extractor, "batch_config", self.settings.environment) or {}
-        )
+        them. (Pods have their own filesystem.) None when the extractor sends no batches."""
+        config = self.project.setting(step.extractor, "batch_config", self.settings.environment)
+        if isinstance(config, str):  # from the plugin's env variable
+            config = json.loads(config) if config.strip() else None
+        if not config:
+            return None
+        config = dict(config)
         storage = dict(config.get("storage") or {})
         root = str(storage.get("root") or f"file://{self.settings.root}/.meltano/run/pgp-batches")
         storage["root"] = f"{root.rstrip('/')}/{step.state_id.replace(':', '-')}"

@@ -214,6 +214,25 @@ def test_dag_folder_local(airflow_venv: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_local_batch_folders_follow_the_extractors_batch_config(
+    airflow_venv: Path, tmp_path: Path
+) -> None:
+    variable = "TAP_GITLAB_POSTGRES__MAIN_BATCH_CONFIG"
+    batches = {"encoding": {"format": "jsonl", "compression": "gzip"}, "batch_size": 5}
+    for config, expected in (("{}", None), (json.dumps(batches), batches)):
+        tasks = describe(tmp_path, **{variable: config})["dags"]["pgp"]["tasks"]
+        for stream in tap_streams(MAIN, "dev"):
+            env = tasks[f"{MAIN}.{stream}"]["env"]
+            if expected is None:  # no batches: no batch folder either
+                assert variable not in env
+            else:
+                got = json.loads(env[variable])
+                root = got["storage"].pop("root")
+                assert got == {**expected, "storage": {}}
+                assert root.endswith(f"/.meltano/run/pgp-batches/dev-pgp-main-{stream}")
+
+
+@pytest.mark.slow
 def test_dag_folder_kubernetes(airflow_venv: Path, tmp_path: Path) -> None:
     out = describe(
         tmp_path,
@@ -323,7 +342,8 @@ def test_manifest_streams_are_the_taps(tmp_path: Path) -> None:
     from tap_gitlab_postgres.manifest import load_manifest
 
     tables = {
-        "untyped": None, "nulled": "", "empty": "''", "padded": "' main '", "ci": "ci", "main": "main"
+        "untyped": None, "nulled": "", "empty": "''", "padded": "' main '",
+        "ci": "ci", "main": "main",
     }  # fmt: skip
     manifest = tmp_path / "m.yaml"
     manifest.write_text(
