@@ -90,7 +90,7 @@ def pipeline_dag(plan: Plan, settings: Settings, factory: OperatorFactory) -> DA
 
 
 def resync_dag(plan: Plan, settings: Settings, factory: OperatorFactory) -> DAG:
-    streams = [x.stream for x in plan.extracts if x.stream]
+    streams = list(dict.fromkeys(x.stream for x in plan.extracts if x.stream))
     with DAG(
         dag_id="pgp_resync",
         description="Full refresh of one manifest table (param stream) or all, then dbt",
@@ -103,19 +103,21 @@ def resync_dag(plan: Plan, settings: Settings, factory: OperatorFactory) -> DAG:
         tags=["pgp", plan.environment, "resync"],
     ) as dag:
         groups: dict[str, TaskGroup] = {}
-        task_ids: dict[str, str] = {}
+        task_ids: dict[str, list[str]] = {}  # a stream: its task in every database
         for database in plan.databases:
             for step in database.extracts:
                 if step.extractor not in groups:
                     groups[step.extractor] = TaskGroup(step.extractor)
                 with groups[step.extractor]:
                     op = factory.extract(step, pool=database.pool, full_refresh=True)
-                task_ids[str(step.stream)] = op.task_id
+                task_ids.setdefault(str(step.stream), []).append(op.task_id)
 
         @task.branch
         def choose(params: dict | None = None) -> list[str]:
             wanted = (params or {}).get("stream", ALL)
-            return list(task_ids.values()) if wanted == ALL else [task_ids[wanted]]
+            return (
+                [t for ids in task_ids.values() for t in ids] if wanted == ALL else task_ids[wanted]
+            )
 
         choose() >> list(groups.values())
         _after(list(groups.values()), plan, factory, pump=False)

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Protocol
 
+from orchestrate.plan import DBT_POOL
 from orchestrate.project import ROOT
 
 AIRFLOW_VENV = ROOT / ".airflow-venv"
@@ -205,11 +206,13 @@ class LocalAirflow:
             raise OrchestrateError(f"airflow {' '.join(args)} failed ({proc.returncode}):\n{tail}")
 
     def setup(self, pools: Mapping[str, int]) -> None:
-        """The metadata database (SQLite) and the pools capping each source database."""
+        """The metadata database (SQLite), the pools capping each source database and the
+        one-slot pool of dbt."""
         if not (self.home / "airflow.db").exists():
             self.airflow("db", "migrate")
         for pool, slots in pools.items():
             self.airflow("pools", "set", pool, str(slots), "connections to the source database")
+        self.airflow("pools", "set", DBT_POOL, "1", "one dbt at a time")
 
     @contextmanager
     def execution_api(self) -> Iterator[None]:

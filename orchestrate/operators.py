@@ -10,7 +10,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from orchestrate.plan import NO_INSTALL, Extract, MeltanoRun
+from orchestrate.plan import DBT_POOL, NO_INSTALL, Extract, MeltanoRun
 from orchestrate.project import Project
 from orchestrate.settings import Resources, Settings
 
@@ -19,10 +19,6 @@ from orchestrate.settings import Resources, Settings
 # triggered without a logical date (Airflow 3's default for manual runs, e.g. a resync) has
 # no data interval: its run_after, fixed for the run as well.
 INTERVAL_END = "{{ (data_interval_end | default(dag_run.run_after, true)).isoformat() }}"
-# A killed try leaves its Meltano job "running" until its heartbeat is 5 minutes old, and
-# Meltano refuses a run of a state ID it thinks is running. Local retries come sooner, and
-# only after Airflow saw the try's process end: they tell Meltano so.
-FORCE_ON_RETRY = " {{ '--force' if ti.try_number > 1 else '' }}"
 # Local runs' catalogs are kept this long (days) for a look after a failure, then deleted.
 CATALOG_DAYS = 7
 
@@ -41,7 +37,9 @@ class OperatorFactory:
         argv = [*self.settings.meltano, *step.meltano_args(full_refresh=full_refresh)]
         if catalog:
             argv += ["--catalog", catalog]
-        return self._operator(step.task_id, argv, env, "extract", pool=pool, guarded=True)
+        return self._operator(
+            step.task_id, argv, env, "extract", pool=pool, before=self._on_retry(step.state_id)
+        )
 
     @property
     def _catalogs(self) -> str:
@@ -69,10 +67,24 @@ class OperatorFactory:
     def meltano_run(self, step: MeltanoRun, **kwargs: Any) -> BaseOperator:
         argv = [*self.settings.meltano, *step.meltano_args()]
         if step.task_id == "pump":
-            return self._operator(
-                "pump", argv, {"PUMP_INTERVAL_END": INTERVAL_END}, "pump", guarded=True, **kwargs
-            )
-        return self._operator(step.task_id, argv, {}, "transform", guarded=True, **kwargs)
+            env = {"PUMP_INTERVAL_END": INTERVAL_END}
+            before = self._on_retry(step.state_id) if step.state_id else None
+            return self._operator("pump", argv, env, "pump", before=before, **kwargs)
+        return self._operator(step.task_id, argv, {}, "transform", pool=DBT_POOL, **kwargs)
+
+    def _on_retry(self, state_id: str) -> str:
+        """Local: a retry first fails the state ID's Meltano runs whose heartbeat stopped
+        (a killed try's): Meltano would refuse the state ID for 5 minutes. Pods rely on
+        the retry delay (>= 300 s) for the same."""
+        argv = [
+            str(self.settings.root / ".venv" / "bin" / "python"),
+            "-m",
+            "orchestrate.stale_runs",
+        ]
+        if self.settings.env_file:
+            argv += ["--env-file", str(self.settings.env_file)]
+        command = shlex.join([*argv, state_id])
+        return f"{{% if ti.try_number > 1 %}}{command}{{% else %}}true{{% endif %}}"
 
     def _own_batch_folder(self, step: Extract) -> str | None:
         """Local runs share .meltano/run: each task writes its batch files to a folder of its
@@ -98,7 +110,6 @@ class OperatorFactory:
         env: dict[str, str],
         kind: str,
         *,
-        guarded: bool = False,  # Meltano refuses a second run of the command's state ID
         stdout: str | None = None,  # local: the file the command's output goes to
         before: str | None = None,  # local: a shell command run first
         **kwargs: Any,
@@ -112,7 +123,7 @@ class OperatorFactory:
         if self.settings.kubernetes is None:
             from airflow.providers.standard.operators.bash import BashOperator
 
-            command = shlex.join(argv) + (FORCE_ON_RETRY if guarded else "")
+            command = shlex.join(argv)
             if stdout:
                 command = f"{command} > {shlex.quote(stdout)}"
             if before:

@@ -26,6 +26,9 @@ DELETES = "deletes"
 # Tasks run where the plugins are installed already (the image, bootstrap's .venv). Meltano's
 # default checks every plugin's venv first (~1.7 s a command) and would pip install a stale one.
 NO_INSTALL = "--no-install"
+# One dbt at a time across `pgp` and `pgp_resync`: both build the same models (and locally
+# share dbt's target folder).
+DBT_POOL = "pgp-dbt"
 _STATE_ID = re.compile(r"[a-z0-9_-]+:pgp-[a-z0-9_]+:[a-z0-9_]+")
 
 
@@ -83,6 +86,7 @@ class MeltanoRun:
 
     task_id: str  # transform, trust or pump
     blocks: tuple[str, ...]
+    state_id: str | None = None  # the pump's `<env>:<tap>-to-<target>`; dbt has none
 
     def meltano_args(self) -> list[str]:
         return ["run", NO_INSTALL, *self.blocks]
@@ -176,7 +180,11 @@ class Plan:
             ),
             transform=MeltanoRun("transform", tuple(transform)) if transform else None,
             trust=MeltanoRun("trust", tuple(trust)) if trust else None,
-            pump=MeltanoRun("pump", pumps[0]) if pumps else None,
+            pump=(
+                MeltanoRun("pump", pumps[0], f"{environment}:{pumps[0][0]}-to-{pumps[0][1]}")
+                if pumps
+                else None
+            ),
         )
         plan.check()
         return plan

@@ -6,8 +6,9 @@ state IDs (``<env>:pgp-<database>:<stream>``), so no table is copied again.
 
 Uses `meltano state get` / `meltano state set --force` (so the state backend is whatever
 the environment configures: the systemdb, or S3 in prod). Refuses, changing nothing, when
-a per-table state ID already exists: the DAG has run, its state is newer. Run it while
-nothing else runs (the schedule paused).
+a per-table state ID holds anything but what the split would write: the DAG has run, its
+state is newer. IDs that hold exactly that are left as they are, so a split that failed
+half-way can be run again. Run it while nothing else runs (the schedule paused).
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ def plan_moves(plan: Plan) -> list[Move]:
     return moves
 
 
+def _stored(state_id: str) -> dict:
+    out = meltano("state", "get", state_id).strip()
+    return json.loads(out) if out else {}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="orchestrate.split_state", description=__doc__)
     parser.add_argument("--environment", default=os.environ.get("MELTANO_ENVIRONMENT", "dev"))
@@ -84,20 +90,26 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         plan = Plan.build(Project.load(), args.environment, args.job)
-        existing = set(meltano("state", "list", "--pattern", f"{args.environment}:pgp-*").split())
-        clash = sorted(x.state_id for x in steps_of(plan) if x.state_id in existing)
+        moves = plan_moves(plan)
+        planned = {m.target_id: m.state for m in moves}
+        listed = meltano("state", "list", "--pattern", f"{args.environment}:pgp-*").split()
+        existing = planned.keys() & set(listed)
+        done = {i for i in existing if planned[i] is not None and _stored(i) == planned[i]}
+        clash = sorted(existing - done)
         if clash:
             raise SplitError(
                 f"per-table state already exists ({', '.join(clash)}): the DAG has run, "
                 "nothing changed"
             )
-        for move in plan_moves(plan):
+        for move in moves:
             if move.state is None:
                 print(f"{move.target_id}: no bookmark in {move.source_id}: full copy on first run")
-                continue
-            print(f"{move.target_id} <- {move.source_id}")
-            if not args.dry_run:
-                meltano("state", "set", "--force", move.target_id, json.dumps(move.state))
+            elif move.target_id in done:
+                print(f"{move.target_id}: already split from {move.source_id}")
+            else:
+                print(f"{move.target_id} <- {move.source_id}")
+                if not args.dry_run:
+                    meltano("state", "set", "--force", move.target_id, json.dumps(move.state))
     except (ProjectError, SplitError) as exc:
         print(f"split_state: error: {exc}", file=sys.stderr)
         return 1

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -31,7 +32,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -119,6 +120,12 @@ def ancestors(tasks: dict, task_id: str) -> set[str]:
     return seen
 
 
+def on_retry(state_id: str) -> str:
+    """A local task's retry first fails its state ID's Meltano runs that stopped beating."""
+    stale_runs = f"{ROOT}/.venv/bin/python -m orchestrate.stale_runs {state_id}"
+    return f"{{% if ti.try_number > 1 %}}{stale_runs}{{% else %}}true{{% endif %}}"
+
+
 def catalog_of(extractor: str) -> str:
     return f"{ROOT}/.meltano/run/pgp-catalogs/{{{{ run_id }}}}/{extractor}.json"
 
@@ -147,11 +154,14 @@ def test_dag_folder_local(airflow_venv: Path, tmp_path: Path) -> None:
     assert el_tasks == {*extracts, DELETES}
     for task_id, (extractor, stream) in extracts.items():
         task = tasks[task_id]
-        assert task["command"] == (
-            f"{ROOT}/.venv/bin/meltano el --no-install {extractor} target-postgres --state-id "
-            f"dev:pgp-main:{stream} --select {stream} --select pgp_row_counts "
-            f"--catalog '{catalog_of(extractor)}'"
-            " {{ '--force' if ti.try_number > 1 else '' }}"  # a killed try's job is stale
+        assert (
+            task["command"]
+            == (
+                on_retry(f"dev:pgp-main:{stream}")  # a killed try's job is failed first
+                + f" && {ROOT}/.venv/bin/meltano el --no-install {extractor} target-postgres "
+                f"--state-id dev:pgp-main:{stream} --select {stream} --select pgp_row_counts "
+                f"--catalog '{catalog_of(extractor)}'"
+            )
         )
         assert f"{extractor}.catalog" in task["upstream"]
         assert (task["pool"], task["retries"], task["cwd"]) == ("pgp-main", 2, str(ROOT))
@@ -183,15 +193,17 @@ def test_dag_folder_local(airflow_venv: Path, tmp_path: Path) -> None:
     main_tasks = {x for x in extracts if x.startswith(f"{MAIN}.")}
     assert ancestors(tasks, DELETES) == {*main_tasks, f"{MAIN}.catalog"}
     assert ancestors(tasks, "transform") == {*el_tasks, f"{MAIN}.catalog", f"{SCD}.catalog"}
-    force = " {{ '--force' if ti.try_number > 1 else '' }}"
-    assert tasks["transform"]["command"].endswith(
-        f"meltano run --no-install dbt-postgres:seed dbt-postgres:run{force}"
+    meltano = f"{ROOT}/.venv/bin/meltano"
+    assert tasks["transform"]["command"] == (
+        f"{meltano} run --no-install dbt-postgres:seed dbt-postgres:run"
     )
     assert tasks["trust"]["upstream"] == ["transform"]
-    assert tasks["trust"]["command"].endswith(f"meltano run --no-install dbt-postgres:trust{force}")
+    assert tasks["trust"]["command"] == f"{meltano} run --no-install dbt-postgres:trust"
+    assert (tasks["transform"]["pool"], tasks["trust"]["pool"]) == ("pgp-dbt", "pgp-dbt")
     assert tasks["pump"]["upstream"] == ["trust"]
-    assert tasks["pump"]["command"].endswith(
-        f"meltano run --no-install tap-pumps target-s3-pump{force}"
+    assert tasks["pump"]["command"] == (
+        on_retry("dev:tap-pumps-to-target-s3-pump")
+        + f" && {meltano} run --no-install tap-pumps target-s3-pump"
     )
     assert tasks["pump"]["env"]["PUMP_INTERVAL_END"] == INTERVAL_END
 
@@ -480,6 +492,17 @@ def raw_counts(dsn: str, streams: list[str], since: float | None = None) -> dict
         }
 
 
+def meltano_runs(task_env: dict[str, str], state_id: str) -> list[tuple[str, str | None]]:
+    """(state, error) of the state ID's Meltano runs, oldest first, from the sandbox's
+    system database."""
+    db = task_env["MELTANO_DATABASE_URI"].removeprefix("sqlite:///")
+    with closing(sqlite3.connect(db)) as conn:
+        rows = conn.execute(
+            "SELECT state, payload FROM runs WHERE job_name = ? ORDER BY started_at", (state_id,)
+        ).fetchall()
+    return [(state, json.loads(payload or "{}").get("error")) for state, payload in rows]
+
+
 def source_counts(dsn: str, tables: list[str]) -> dict[str, int]:
     with psycopg.connect(dsn) as conn:
         return {
@@ -508,7 +531,8 @@ def runs(airflow_venv: Path, pg, tmp_path_factory: pytest.TempPathFactory) -> Si
     env.update(
         PGP_PIPELINE_JOB="el-main",
         PGP_RETRIES="1",  # the killed table's retry
-        PGP_RETRY_DELAY_SECONDS="1",
+        # The killed try's Meltano job stops beating; the retry fails it after 30 s.
+        PGP_RETRY_DELAY_SECONDS="32",
         TAP_GITLAB_POSTGRES__MAIN_MANIFEST_PATH=str(path),
         TAP_GITLAB_POSTGRES__MAIN_DELETES_DELETES_PASS="false",
     )
@@ -528,17 +552,23 @@ def runs(airflow_venv: Path, pg, tmp_path_factory: pytest.TempPathFactory) -> Si
     assert done.returncode == 0, done.stderr[-3000:]
     combined = stored_state_ids(env)
 
-    # 2. The split.
-    split = subprocess.run(
-        [sys.executable, "-m", "orchestrate.split_state", "--environment=dev", "--job=el-main"],
-        cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    # 2. The split; again as if it had failed before its first table: it finishes the job.
+    def split_state() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "orchestrate.split_state", "--environment=dev", "--job=el-main"],
+            cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
+    split = split_state()
     assert split.returncode == 0, split.stderr
     after_split = stored_state_ids(env)
-    again = subprocess.run(
-        [sys.executable, "-m", "orchestrate.split_state", "--job", "el-main"],
+    cleared = subprocess.run(
+        [*meltano, "state", "clear", "--force", f"dev:pgp-main:{streams[0]}"],
         cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
+    assert cleared.returncode == 0, cleared.stderr[-3000:]
+    resumed = split_state()
+    after_resume = stored_state_ids(env)
 
     # 3. The DAG, after a touch of the source; 4. the resync of one table.
     first_copy = raw_counts(warehouse, streams)
@@ -560,6 +590,8 @@ def runs(airflow_venv: Path, pg, tmp_path_factory: pytest.TempPathFactory) -> Si
         after_dag = raw_counts(warehouse, streams)
         moved = raw_counts(warehouse, streams, since=started)
         states = stored_state_ids(env)
+        refused = split_state()  # the DAG has run: its per-table state is newer
+        after_refusal = stored_state_ids(env)
         catalog = ROOT / ".meltano" / "run" / "pgp-catalogs" / dag_run.run_id / f"{MAIN}.json"
         catalog_streams = {s["tap_stream_id"] for s in json.loads(catalog.read_text())["streams"]}
         resync = airflow.dags_test(
@@ -567,10 +599,12 @@ def runs(airflow_venv: Path, pg, tmp_path_factory: pytest.TempPathFactory) -> Si
         )
     return SimpleNamespace(
         source=source, warehouse=warehouse, streams=streams, combined=combined,
-        after_split=after_split, split=split, again=again, touched=touched,
+        after_split=after_split, split=split, resumed=resumed, after_resume=after_resume,
+        refused=refused, after_refusal=after_refusal, touched=touched,
         first_copy=first_copy, first_source=first_source, dag_run=dag_run,
         after_dag=after_dag, moved=moved, killed=killed, pgp_at=pgp_at,
         killed_raw=latest_raw_rows(warehouse, KILLED),
+        killed_runs=meltano_runs(env, f"dev:pgp-main:{KILLED}"),
         killed_source=source_rows(source, RUN_TABLES[KILLED.removeprefix("gitlab_db_")]),
         states=states, resync=resync, stale_catalogs=stale_catalogs,
         catalog_streams=catalog_streams,
@@ -583,16 +617,24 @@ def test_split_state_gives_each_table_its_bookmark(runs: SimpleNamespace) -> Non
     bookmarks = runs.combined["dev:tap-gitlab-postgres--main-to-target-postgres"]["singer_state"][
         "bookmarks"
     ]
+    combined = "dev:tap-gitlab-postgres--main-to-target-postgres"
     for stream in runs.streams:
         assert runs.after_split[f"dev:pgp-main:{stream}"] == {
             "singer_state": {"bookmarks": {stream: bookmarks[stream]}}
         }
-    assert f"dev:pgp-main:{stream} <- dev:tap-gitlab-postgres--main-to-target-postgres" in (
-        runs.split.stdout
-    )
-    # Once the per-table IDs exist, a second split refuses and changes nothing.
-    assert runs.again.returncode == 1
-    assert runs.again.stderr.startswith("split_state: error: per-table state already exists (")
+        assert f"dev:pgp-main:{stream} <- {combined}" in runs.split.stdout
+    # Run again after a split that stopped before its first table: that table is written,
+    # the others are left as they are.
+    assert runs.resumed.returncode == 0, runs.resumed.stderr
+    first, *others = runs.streams
+    assert f"dev:pgp-main:{first} <- {combined}" in runs.resumed.stdout
+    for stream in others:
+        assert f"dev:pgp-main:{stream}: already split from {combined}" in runs.resumed.stdout
+    assert runs.after_resume == runs.after_split
+    # Once the DAG has run, the per-table state is newer: a split refuses, changing nothing.
+    assert runs.refused.returncode == 1
+    assert runs.refused.stderr.startswith("split_state: error: per-table state already exists (")
+    assert runs.after_refusal == runs.states
 
 
 @pytest.mark.e2e
@@ -635,6 +677,12 @@ def test_killed_task_retried_loses_nothing(runs: SimpleNamespace) -> None:
     assert any(c.endswith("bin/target-postgres") for c in runs.killed), runs.killed
     task = runs.dag_run.tasks[f"{MAIN}.{KILLED}"]
     assert (task.state, task.try_number) == ("success", 2)
+    # The retry first failed the killed try's Meltano run (its heartbeat had stopped), so it
+    # ran without --force: Meltano's guard against two live runs of the table stayed on.
+    assert runs.killed_runs[-2:] == [
+        ("FAIL", "No heartbeat for 30 s before a retry of the task."),
+        ("SUCCESS", None),
+    ]
     # RAW, deduplicated as dbt does, holds every source row at its latest version, and
     # the table's bookmark is the end of the run's window (its data interval end), past
     # the source's newest change.
