@@ -6,8 +6,8 @@
     [tap-gitlab-postgres--main-scd.<stream> ...] ----------------------------------+
       --> transform (dbt seed, run) --> trust (dbt's row-count checks) --> pump
 
-    (local: each extractor's group starts with `<extractor>.catalog`, one discovery whose
-    catalog its tables read)
+    (with PGP_CATALOG_URI, always locally: each extractor's group starts with
+    `<extractor>.catalog`, one discovery whose catalog its tables read)
 
 ``pgp_resync``  manual: a full refresh of one table (param ``stream``) or of all, then
                 transform and trust.
@@ -64,7 +64,7 @@ def pipeline_dag(plan: Plan, settings: Settings, factory: OperatorFactory) -> DA
             groups = {}
             catalogs = {}
             for step in database.extracts:
-                path = factory.catalog_path(step.extractor)
+                path = factory.catalog_uri(step.extractor)
                 if step.extractor not in groups:
                     groups[step.extractor] = TaskGroup(step.extractor)
                     if path:

@@ -19,8 +19,8 @@ from orchestrate.settings import Resources, Settings
 # triggered without a logical date (Airflow 3's default for manual runs, e.g. a resync) has
 # no data interval: its run_after, fixed for the run as well.
 INTERVAL_END = "{{ (data_interval_end | default(dag_run.run_after, true)).isoformat() }}"
-# Local runs' catalogs are kept this long (days) for a look after a failure, then deleted.
-CATALOG_DAYS = 7
+# A task's copy of its run's catalog: a temp file, removed when the script ends.
+CATALOG_FILE = """catalog="$(mktemp)" && trap 'rm -f "$catalog"' EXIT"""
 
 
 class OperatorFactory:
@@ -34,53 +34,57 @@ class OperatorFactory:
         env = {step.execution_date_env: INTERVAL_END}
         if self.settings.executor == "local" and (batches := self._own_batch_folder(step)):
             env[step.batch_config_env] = batches
-        argv = [*self.settings.meltano, *step.meltano_args(full_refresh=full_refresh)]
-        if catalog:
-            argv += ["--catalog", catalog]
-        return self._operator(
-            step.task_id, argv, env, "extract", pool=pool, before=self._on_retry(step.state_id)
+        meltano = shlex.join(
+            [*self.settings.meltano, *step.meltano_args(full_refresh=full_refresh)]
         )
+        steps = []
+        if catalog:
+            steps += [CATALOG_FILE, self._catalogs("get", shlex.quote(catalog), '"$catalog"')]
+            meltano += ' --catalog "$catalog"'
+        if self.settings.executor == "local":
+            steps.append(self._on_retry(step.state_id))
+        return self._operator(step.task_id, [*steps, meltano], env, "extract", pool=pool)
 
-    @property
-    def _catalogs(self) -> str:
-        return f"{self.settings.root}/.meltano/run/pgp-catalogs"
-
-    def catalog_path(self, extractor: str) -> str | None:
-        """Local: where the run's catalog of ``extractor`` goes. Pods share no filesystem:
-        each discovers for itself (None)."""
-        if self.settings.executor != "local":
+    def catalog_uri(self, extractor: str) -> str | None:
+        """Where the run's catalog of ``extractor`` goes (PGP_CATALOG_URI); None: each table
+        task discovers for itself."""
+        if not self.settings.catalogs:
             return None
-        return f"{self._catalogs}/{{{{ run_id }}}}/{extractor}.json"
+        return f"{self.settings.catalogs}/{{{{ run_id }}}}/{extractor}.json"
 
-    def catalog(self, extractor: str, path: str, *, pool: str) -> BaseOperator:
+    def catalog(self, extractor: str, uri: str, *, pool: str) -> BaseOperator:
         """One discovery per extractor and run (a `meltano el` without a catalog runs the
         tap's discovery first, a tap start more, whatever it extracts): the catalog with
         meltano.yml's selection and metadata applied, which the table tasks take as it is
-        (`meltano el --catalog`). Runs' catalogs older than CATALOG_DAYS are deleted."""
-        argv = [*self.settings.meltano, "invoke", NO_INSTALL, "--dump=catalog", extractor]
-        prune = (
-            f"find {shlex.quote(self._catalogs)} -mindepth 1 -maxdepth 1 -type d "
-            f"-mtime +{CATALOG_DAYS} -exec rm -rf {{}} +"
+        (`meltano el --catalog`)."""
+        dump = shlex.join(
+            [*self.settings.meltano, "invoke", NO_INSTALL, "--dump=catalog", extractor]
         )
-        return self._operator("catalog", argv, {}, "extract", pool=pool, stdout=path, before=prune)
+        steps = [
+            CATALOG_FILE,
+            f'{dump} > "$catalog"',
+            self._catalogs("put", '"$catalog"', shlex.quote(uri)),
+        ]
+        return self._operator("catalog", steps, {}, "extract", pool=pool)
+
+    def _catalogs(self, action: str, source: str, target: str) -> str:
+        python = shlex.quote(self.settings.python)
+        return f"{python} -m orchestrate.catalogs {action} {source} {target}"
 
     def meltano_run(self, step: MeltanoRun, **kwargs: Any) -> BaseOperator:
-        argv = [*self.settings.meltano, *step.meltano_args()]
+        steps = [shlex.join([*self.settings.meltano, *step.meltano_args()])]
         if step.task_id == "pump":
+            if self.settings.executor == "local" and step.state_id:
+                steps.insert(0, self._on_retry(step.state_id))
             env = {"PUMP_INTERVAL_END": INTERVAL_END}
-            before = self._on_retry(step.state_id) if step.state_id else None
-            return self._operator("pump", argv, env, "pump", before=before, **kwargs)
-        return self._operator(step.task_id, argv, {}, "transform", pool=DBT_POOL, **kwargs)
+            return self._operator("pump", steps, env, "pump", **kwargs)
+        return self._operator(step.task_id, steps, {}, "transform", pool=DBT_POOL, **kwargs)
 
     def _on_retry(self, state_id: str) -> str:
         """Local: a retry first fails the state ID's Meltano runs whose heartbeat stopped
         (a killed try's): Meltano would refuse the state ID for 5 minutes. Pods rely on
         the retry delay (>= 300 s) for the same."""
-        argv = [
-            str(self.settings.root / ".venv" / "bin" / "python"),
-            "-m",
-            "orchestrate.stale_runs",
-        ]
+        argv = [self.settings.python, "-m", "orchestrate.stale_runs"]
         if self.settings.env_file:
             argv += ["--env-file", str(self.settings.env_file)]
         command = shlex.join([*argv, state_id])
@@ -104,34 +108,21 @@ class OperatorFactory:
         return json.dumps(config)
 
     def _operator(
-        self,
-        task_id: str,
-        argv: list[str],
-        env: dict[str, str],
-        kind: str,
-        *,
-        stdout: str | None = None,  # local: the file the command's output goes to
-        before: str | None = None,  # local: a shell command run first
-        **kwargs: Any,
+        self, task_id: str, steps: list[str], env: dict[str, str], kind: str, **kwargs: Any
     ) -> BaseOperator:
+        """``steps``: shell commands run in turn, each only if the one before succeeded."""
         env = {"MELTANO_ENVIRONMENT": self.settings.environment, **env}
         common = {
             "task_id": task_id,
             "retries": self.settings.retries,
             **kwargs,
         }
+        script = " && ".join(steps)
         if self.settings.kubernetes is None:
             from airflow.providers.standard.operators.bash import BashOperator
 
-            command = shlex.join(argv)
-            if stdout:
-                command = f"{command} > {shlex.quote(stdout)}"
-            if before:
-                command = f"{before} && {command}"
-            if stdout:
-                command = f"mkdir -p {shlex.quote(stdout.rpartition('/')[0])} && {command}"
             return BashOperator(
-                bash_command=command,
+                bash_command=script,
                 env=env,
                 append_env=True,  # the worker's env: LOCALPG_*, MELTANO_DATABASE_URI, ...
                 cwd=str(self.settings.root),
@@ -142,12 +133,17 @@ class OperatorFactory:
 
         pod = self.settings.kubernetes
         resources: Resources = pod.resources[kind]
+        if len(steps) == 1:  # one command: as it is, readable in the pod spec
+            argv = shlex.split(script)
+            cmds, arguments = argv[:1], argv[1:]
+        else:
+            cmds, arguments = ["sh", "-c"], [script]
         return KubernetesPodOperator(
             name=f"pgp-{task_id}".replace("_", "-")[:63],
             namespace=pod.namespace,
             image=pod.image,
-            cmds=argv[:1],
-            arguments=argv[1:],
+            cmds=cmds,
+            arguments=arguments,
             env_vars=env,
             env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=pod.secret))],
             service_account_name=pod.service_account,

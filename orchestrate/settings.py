@@ -53,6 +53,8 @@ class Settings:
     retry_delay_seconds: int
     kubernetes: Kubernetes | None
     env_file: Path | None  # local: meltano --env-file (tests ignore a developer's .env)
+    # Where a run's catalogs go (catalogs.py): file:// or s3://; None: each task discovers.
+    catalogs: str | None = None
 
     @property
     def meltano(self) -> list[str]:
@@ -60,6 +62,11 @@ class Settings:
             return ["meltano"]
         binary = [str(self.root / ".venv" / "bin" / "meltano")]
         return [*binary, "--env-file", str(self.env_file)] if self.env_file else binary
+
+    @property
+    def python(self) -> str:
+        """The project venv's python (the image's PATH has it first)."""
+        return str(self.root / ".venv" / "bin" / "python") if self.executor == "local" else "python"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -83,8 +90,16 @@ class Settings:
                     for kind, default in DEFAULT_RESOURCES.items()
                 },
             )
+        root = Path(env.get("PGP_PROJECT_ROOT") or ROOT)
+        catalogs = env.get("PGP_CATALOG_URI") or (
+            f"file://{root}/.meltano/run/pgp-catalogs" if executor == "local" else None
+        )
+        if catalogs and not catalogs.startswith(("file:///", "s3://")):
+            raise ProjectError(
+                f"PGP_CATALOG_URI: expected file:///... or s3://..., got {catalogs!r}"
+            )
         return cls(
-            root=Path(env.get("PGP_PROJECT_ROOT") or ROOT),
+            root=root,
             environment=env.get("PGP_MELTANO_ENVIRONMENT", "prod" if kubernetes else "dev"),
             job=env.get("PGP_PIPELINE_JOB") or None,
             executor=executor,
@@ -92,6 +107,7 @@ class Settings:
             retry_delay_seconds=_int(env, "PGP_RETRY_DELAY_SECONDS", 300),
             kubernetes=kubernetes,
             env_file=Path(env["PGP_MELTANO_ENV_FILE"]) if env.get("PGP_MELTANO_ENV_FILE") else None,
+            catalogs=catalogs.rstrip("/") if catalogs else None,
         )
 
 

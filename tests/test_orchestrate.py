@@ -41,6 +41,7 @@ import psutil
 import psycopg
 import pytest
 import yaml
+from pgp_testkit.s3pump import Bucket, new_bucket
 from psycopg import sql
 
 from orchestrate.local import (
@@ -126,8 +127,11 @@ def on_retry(state_id: str) -> str:
     return f"{{% if ti.try_number > 1 %}}{stale_runs}{{% else %}}true{{% endif %}}"
 
 
-def catalog_of(extractor: str) -> str:
-    return f"{ROOT}/.meltano/run/pgp-catalogs/{{{{ run_id }}}}/{extractor}.json"
+def catalog_of(extractor: str, root: str = f"file://{ROOT}/.meltano/run/pgp-catalogs") -> str:
+    return f"{root}/{{{{ run_id }}}}/{extractor}.json"
+
+
+CATALOG_FILE = """catalog="$(mktemp)" && trap 'rm -f "$catalog"' EXIT"""
 
 
 def state_id_of(task: dict) -> str:
@@ -157,10 +161,12 @@ def test_dag_folder_local(airflow_venv: Path, tmp_path: Path) -> None:
         assert (
             task["command"]
             == (
-                on_retry(f"dev:pgp-main:{stream}")  # a killed try's job is failed first
+                f"{CATALOG_FILE} && {ROOT}/.venv/bin/python -m orchestrate.catalogs get "
+                f"'{catalog_of(extractor)}' \"$catalog\" && "  # the run's catalog
+                + on_retry(f"dev:pgp-main:{stream}")  # a killed try's job is failed first
                 + f" && {ROOT}/.venv/bin/meltano el --no-install {extractor} target-postgres "
                 f"--state-id dev:pgp-main:{stream} --select {stream} --select pgp_row_counts "
-                f"--catalog '{catalog_of(extractor)}'"
+                '--catalog "$catalog"'
             )
         )
         assert f"{extractor}.catalog" in task["upstream"]
@@ -169,12 +175,11 @@ def test_dag_folder_local(airflow_venv: Path, tmp_path: Path) -> None:
         assert task["env"][f"{extractor.upper().replace('-', '_')}_EXECUTION_DATE"] == INTERVAL_END
     # One discovery per extractor and run, its catalog read by every table task.
     for extractor in (MAIN, SCD):
-        catalog = catalog_of(extractor)
         assert tasks[f"{extractor}.catalog"]["command"] == (
-            f"mkdir -p '{catalog.rpartition('/')[0]}' && "
-            f"find {ROOT}/.meltano/run/pgp-catalogs -mindepth 1 -maxdepth 1 -type d -mtime +7 "
-            "-exec rm -rf {} + && "  # old runs' catalogs
-            f"{ROOT}/.venv/bin/meltano invoke --no-install --dump=catalog {extractor} > '{catalog}'"
+            f"{CATALOG_FILE} && "
+            f"{ROOT}/.venv/bin/meltano invoke --no-install --dump=catalog {extractor} "
+            f'> "$catalog" && {ROOT}/.venv/bin/python -m orchestrate.catalogs put "$catalog" '
+            f"'{catalog_of(extractor)}'"
         )
     assert "--catalog" not in tasks[DELETES]["command"]  # one task: its own discovery
     state_ids = [state_id_of(tasks[t]) for t in el_tasks]
@@ -256,6 +261,7 @@ def test_dag_folder_kubernetes(airflow_venv: Path, tmp_path: Path) -> None:
     dag = out["dags"]["pgp"]
     assert dag["schedule"] == "30 2,14 * * *"  # meltano.yml's schedule of pipeline-prod
     tasks = dag["tasks"]
+    assert not [t for t in tasks if t.endswith(".catalog")]  # no PGP_CATALOG_URI: each discovers
     streams = tap_streams(MAIN, "prod")
     for stream in streams:
         task = tasks[f"{MAIN}.{stream}"]
@@ -311,6 +317,89 @@ def test_shared_systemdb_on_postgres_as_the_pods_use_it(fresh_db: str, tmp_path:
     with psycopg.connect(fresh_db) as conn:
         stored = conn.execute("SELECT completed_state FROM state WHERE state_id = %s", (state_id,))
         assert json.loads(stored.fetchone()[0]) == state
+
+
+@pytest.mark.slow
+def test_kubernetes_tasks_share_the_runs_catalog_through_s3(
+    airflow_venv: Path, tmp_path: Path
+) -> None:
+    out = describe(
+        tmp_path,
+        PGP_EXECUTOR="kubernetes",
+        PGP_IMAGE="registry.example.com/data/pgp:2026.12.1",
+        PGP_CATALOG_URI="s3://pgp-state/pgp-catalogs/",
+    )
+    tasks = out["dags"]["pgp"]["tasks"]
+    uri = catalog_of(MAIN, "s3://pgp-state/pgp-catalogs")
+    assert (tasks[f"{MAIN}.catalog"]["cmds"], tasks[f"{MAIN}.catalog"]["arguments"]) == (
+        ["sh", "-c"],
+        [
+            f"{CATALOG_FILE} && meltano invoke --no-install --dump=catalog {MAIN} "
+            f'> "$catalog" && python -m orchestrate.catalogs put "$catalog" \'{uri}\''
+        ],
+    )
+    for stream in tap_streams(MAIN, "prod"):
+        task = tasks[f"{MAIN}.{stream}"]
+        assert task["upstream"] == [f"{MAIN}.catalog"]
+        assert (task["cmds"], task["arguments"]) == (
+            ["sh", "-c"],
+            [
+                f"{CATALOG_FILE} && python -m orchestrate.catalogs get '{uri}' \"$catalog\" && "
+                f"meltano el --no-install {MAIN} target-snowflake --state-id "
+                f"prod:pgp-main:{stream} --select {stream} --select pgp_row_counts "
+                '--catalog "$catalog"'
+            ],
+        )
+
+
+def test_catalogs_in_files_keep_a_week_of_runs(tmp_path: Path) -> None:
+    from orchestrate import catalogs
+
+    root = tmp_path / "pgp-catalogs"
+    old, recent = root / "old-run", root / "recent-run"
+    for folder in (old, recent):
+        folder.mkdir(parents=True)
+    eight_days_ago = time.time() - 8 * 86400
+    os.utime(old, (eight_days_ago, eight_days_ago))
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text('{"streams": [{"tap_stream_id": "gitlab_db_issues"}]}')
+    uri = f"file://{root}/run-1/{MAIN}.json"
+    assert catalogs.main(["put", str(catalog), uri]) == 0
+    assert (root / "run-1" / f"{MAIN}.json").read_text() == catalog.read_text()
+    assert not old.exists() and recent.exists()  # other runs' folders older than 7 days go
+    copy = tmp_path / "copy.json"
+    assert catalogs.main(["get", uri, str(copy)]) == 0
+    assert copy.read_text() == catalog.read_text()
+
+
+def test_catalogs_on_s3(
+    bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from orchestrate import catalogs
+
+    for name, value in bucket.server.env().items():
+        monkeypatch.setenv(name, value)
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text('{"streams": []}')
+    key = f"pgp-catalogs/run-1/{MAIN}.json"
+    assert catalogs.main(["put", str(catalog), f"s3://{bucket.name}/{key}"]) == 0
+    assert bucket.read(key) == catalog.read_bytes()
+    copy = tmp_path / "copy.json"
+    assert catalogs.main(["get", f"s3://{bucket.name}/{key}", str(copy)]) == 0
+    assert copy.read_bytes() == catalog.read_bytes()
+    # Errors: one line naming the URI.
+    capsys.readouterr()
+    assert catalogs.main(["get", f"s3://{bucket.name}/pgp-catalogs/none.json", str(copy)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"catalogs: error: cannot read s3://{bucket.name}/pgp-catalogs/none.json:"
+    )
+    assert err.count("\n") == 1
+    assert catalogs.main(["get", "gs://b/c.json", str(copy)]) == 1
+    assert (
+        capsys.readouterr().err
+        == "catalogs: error: gs://b/c.json: expected a file:// or s3:// URI\n"
+    )
 
 
 def test_bad_settings_are_one_line_naming_the_variable() -> None:
@@ -528,7 +617,10 @@ def runs(airflow_venv: Path, pg, tmp_path_factory: pytest.TempPathFactory) -> Si
     path.write_text(yaml.safe_dump(manifest, sort_keys=False))
     streams = manifest_streams(path, "main")
     env = meltano_sandbox(home, pg, source_db, warehouse_db)
+    bucket = new_bucket()  # the tasks share the run's catalog through S3, as pods do
     env.update(
+        bucket.server.env(),
+        PGP_CATALOG_URI=f"s3://{bucket.name}/pgp-catalogs",
         PGP_PIPELINE_JOB="el-main",
         PGP_RETRIES="1",  # the killed table's retry
         # The killed try's Meltano job stops beating; the retry fails it after 30 s.
@@ -574,11 +666,6 @@ def runs(airflow_venv: Path, pg, tmp_path_factory: pytest.TempPathFactory) -> Si
     first_copy = raw_counts(warehouse, streams)
     first_source = source_counts(source, list(RUN_TABLES.values()))
     touched = demo_source().touch(source)
-    # A catalog folder of a run 8 days ago: the catalog task deletes it.
-    stale_catalogs = ROOT / ".meltano" / "run" / "pgp-catalogs" / f"stale-{suffix}"
-    stale_catalogs.mkdir(parents=True)
-    eight_days_ago = time.time() - 8 * 86400
-    os.utime(stale_catalogs, (eight_days_ago, eight_days_ago))
     setup.result()
     pool.shutdown()
     with airflow.execution_api():
@@ -592,8 +679,8 @@ def runs(airflow_venv: Path, pg, tmp_path_factory: pytest.TempPathFactory) -> Si
         states = stored_state_ids(env)
         refused = split_state()  # the DAG has run: its per-table state is newer
         after_refusal = stored_state_ids(env)
-        catalog = ROOT / ".meltano" / "run" / "pgp-catalogs" / dag_run.run_id / f"{MAIN}.json"
-        catalog_streams = {s["tap_stream_id"] for s in json.loads(catalog.read_text())["streams"]}
+        catalog = bucket.json(f"pgp-catalogs/{dag_run.run_id}/{MAIN}.json")
+        catalog_streams = {s["tap_stream_id"] for s in catalog["streams"]}
         resync = airflow.dags_test(
             "pgp_resync", datetime.now(UTC), conf=json.dumps({"stream": RESYNCED})
         )
@@ -606,8 +693,7 @@ def runs(airflow_venv: Path, pg, tmp_path_factory: pytest.TempPathFactory) -> Si
         killed_raw=latest_raw_rows(warehouse, KILLED),
         killed_runs=meltano_runs(env, f"dev:pgp-main:{KILLED}"),
         killed_source=source_rows(source, RUN_TABLES[KILLED.removeprefix("gitlab_db_")]),
-        states=states, resync=resync, stale_catalogs=stale_catalogs,
-        catalog_streams=catalog_streams,
+        states=states, resync=resync, catalog_streams=catalog_streams,
         resync_states=stored_state_ids(env),
     )  # fmt: skip
 
@@ -647,8 +733,8 @@ def test_dag_runs_tables_in_parallel_incrementally(runs: SimpleNamespace) -> Non
     assert max(t.started for t in tables) < min(t.ended for t in tables)
     # One discovery, then the tables; no deletes pass.
     assert set(run.tasks) == {f"{MAIN}.catalog", *(f"{MAIN}.{s}" for s in runs.streams)}
+    # The run's one discovery, shared through S3 as pods share it.
     assert runs.catalog_streams == {*runs.streams, "pgp_row_counts"}
-    assert not runs.stale_catalogs.exists()  # older runs' catalogs are deleted
 
     assert sorted(runs.streams) == sorted(f"gitlab_db_{key}" for key in RUN_TABLES)
     for key, table in RUN_TABLES.items():
