@@ -25,6 +25,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Protocol
 
+import psutil  # Meltano's dependency: the project venv has it
+
 from orchestrate.plan import DBT_POOL
 from orchestrate.project import ROOT
 
@@ -330,10 +332,22 @@ class LocalAirflow:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """Stop a process started in its own session, and its children."""
+    """Stop a process started in its own session, and every process below it: the tasks'
+    commands run in sessions of their own (Airflow's SubprocessHook), which a signal to the
+    group misses."""
     if proc.poll() is not None:
         return
+    below: list[psutil.Process] = []
+    with suppress(psutil.NoSuchProcess):
+        below = psutil.Process(proc.pid).children(recursive=True)
     os.killpg(proc.pid, signal.SIGTERM)
+    for child in below:
+        with suppress(psutil.NoSuchProcess):
+            child.terminate()
+    _, alive = psutil.wait_procs(below, timeout=30)
+    for child in alive:
+        with suppress(psutil.NoSuchProcess):
+            child.kill()
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:

@@ -402,6 +402,30 @@ def test_catalogs_on_s3(
     )
 
 
+def test_stopping_the_harness_stops_task_commands_in_their_own_sessions(tmp_path: Path) -> None:
+    """As `airflow dags test` > worker > bash in a session of its own (Airflow's
+    SubprocessHook) > meltano: a stop on timeout reaches the command too."""
+    from orchestrate.local import _stop
+
+    pid_file = tmp_path / "pid"
+    task = (
+        "import subprocess, sys; "
+        "p = subprocess.Popen(['sleep', '300'], start_new_session=True); "
+        f"open({str(pid_file)!r}, 'w').write(str(p.pid)); p.wait()"
+    )
+    runner = subprocess.Popen([sys.executable, "-c", task], start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    command = psutil.Process(int(pid_file.read_text()))
+    assert command.is_running()
+    _stop(runner)
+    assert runner.poll() is not None
+    _, alive = psutil.wait_procs([command], timeout=10)
+    assert not alive or command.status() == psutil.STATUS_ZOMBIE  # dead, maybe not reaped yet
+
+
 def test_bad_settings_are_one_line_naming_the_variable() -> None:
     with pytest.raises(ProjectError, match=r"^PGP_IMAGE: required with PGP_EXECUTOR=kubernetes$"):
         Settings.from_env({"PGP_EXECUTOR": "kubernetes"})
