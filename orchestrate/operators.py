@@ -11,7 +11,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from orchestrate.plan import DBT_POOL, NO_INSTALL, Extract, MeltanoRun
-from orchestrate.project import Project
+from orchestrate.project import Project, ProjectError
 from orchestrate.settings import Resources, Settings
 
 # The run's data interval end: the tap's execution_date (end of incremental windows) and
@@ -97,7 +97,10 @@ class OperatorFactory:
         them. (Pods have their own filesystem.) None when the extractor sends no batches."""
         config = self.project.setting(step.extractor, "batch_config", self.settings.environment)
         if isinstance(config, str):  # from the plugin's env variable
-            config = json.loads(config) if config.strip() else None
+            try:
+                config = json.loads(config) if config.strip() else None
+            except json.JSONDecodeError as exc:
+                raise ProjectError(f"{step.batch_config_env}: not JSON: {exc}") from None
         if not config:
             return None
         config = dict(config)

@@ -235,6 +235,11 @@ def test_local_batch_folders_follow_the_extractors_batch_config(
     airflow_venv: Path, tmp_path: Path
 ) -> None:
     variable = "TAP_GITLAB_POSTGRES__MAIN_BATCH_CONFIG"
+    broken = describe(tmp_path, **{variable: "{encoding"})["import_errors"]
+    assert [e.splitlines()[-1] for e in broken.values()] == [
+        f"orchestrate.project.ProjectError: {variable}: not JSON: "
+        "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"
+    ]
     batches = {"encoding": {"format": "jsonl", "compression": "gzip"}, "batch_size": 5}
     for config, expected in (("{}", None), (json.dumps(batches), batches)):
         tasks = describe(tmp_path, **{variable: config})["dags"]["pgp"]["tasks"]
