@@ -64,17 +64,17 @@ def pipeline_dag(plan: Plan, settings: Settings, factory: OperatorFactory) -> DA
             groups = {}
             catalogs = {}
             for step in database.extracts:
-                path = factory.catalog_uri(step.extractor)
+                uri = factory.catalog_uri(step.extractor)
                 if step.extractor not in groups:
                     groups[step.extractor] = TaskGroup(step.extractor)
-                    if path:
+                    if uri:
                         with groups[step.extractor]:
                             catalogs[step.extractor] = factory.catalog(
-                                step.extractor, path, pool=database.pool
+                                step.extractor, uri, pool=database.pool
                             )
                 with groups[step.extractor]:
-                    op = factory.extract(step, pool=database.pool, catalog=path)
-                if path:
+                    op = factory.extract(step, pool=database.pool, catalog=uri)
+                if uri:
                     catalogs[step.extractor] >> op
             extracted += groups.values()
             for step in database.deletes:

@@ -84,10 +84,8 @@ class OperatorFactory:
         """Local: a retry first fails the state ID's Meltano runs whose heartbeat stopped
         (a killed try's): Meltano would refuse the state ID for 5 minutes. Pods rely on
         the retry delay (>= 300 s) for the same."""
-        argv = [self.settings.python, "-m", "orchestrate.stale_runs"]
-        if self.settings.env_file:
-            argv += ["--env-file", str(self.settings.env_file)]
-        command = shlex.join([*argv, state_id])
+        stale_runs = [self.settings.python, "-m", "orchestrate.stale_runs"]
+        command = shlex.join([*stale_runs, *self.settings.env_file_args, state_id])
         return f"{{% if ti.try_number > 1 %}}{command}{{% else %}}true{{% endif %}}"
 
     def _own_batch_folder(self, step: Extract) -> str | None:

@@ -29,6 +29,13 @@ NO_INSTALL = "--no-install"
 # One dbt at a time across `pgp` and `pgp_resync`: both build the same models (and locally
 # share dbt's target folder).
 DBT_POOL = "pgp-dbt"
+
+
+def run_state_id(environment: str, extractor: str, loader: str) -> str:
+    """Meltano's state ID of `meltano run <extractor> <loader>` in ``environment``."""
+    return f"{environment}:{extractor}-to-{loader}"
+
+
 _STATE_ID = re.compile(r"[a-z0-9_-]+:pgp-[a-z0-9_]+:[a-z0-9_]+")
 
 
@@ -150,14 +157,15 @@ class Plan:
                 continue
             # Unset: the tap keeps every table; "main" still names the state IDs and pool.
             database_type = str(project.setting(extractor, "database_type", environment) or "")
-            database = database_type.strip() or "main"
+            database_type = database_type.strip() or None
+            database = database_type or "main"
             path = project.setting(extractor, "manifest_path", environment)
             if not path:
                 raise ProjectError(f"{where}: extractor '{extractor}' has no manifest_path")
             by_db.setdefault(database, []).extend(
                 Extract(environment, database, extractor, loader, stream)
                 # Meltano runs the tap in the project root: a relative path is from there.
-                for stream in manifest_streams(project.root / path, database_type.strip() or None)
+                for stream in manifest_streams(project.root / path, database_type)
             )
             deletes.setdefault(database, []).extend(
                 Extract(environment, database, heir, loader, None, follows=extractor)
@@ -181,7 +189,7 @@ class Plan:
             transform=MeltanoRun("transform", tuple(transform)) if transform else None,
             trust=MeltanoRun("trust", tuple(trust)) if trust else None,
             pump=(
-                MeltanoRun("pump", pumps[0], f"{environment}:{pumps[0][0]}-to-{pumps[0][1]}")
+                MeltanoRun("pump", pumps[0], run_state_id(environment, *pumps[0]))
                 if pumps
                 else None
             ),

@@ -60,8 +60,12 @@ class Settings:
     def meltano(self) -> list[str]:
         if self.executor != "local":
             return ["meltano"]
-        binary = [str(self.root / ".venv" / "bin" / "meltano")]
-        return [*binary, "--env-file", str(self.env_file)] if self.env_file else binary
+        return [str(self.root / ".venv" / "bin" / "meltano"), *self.env_file_args]
+
+    @property
+    def env_file_args(self) -> list[str]:
+        """``--env-file FILE`` of the Meltano commands (and of stale_runs), or nothing."""
+        return ["--env-file", str(self.env_file)] if self.env_file else []
 
     @property
     def python(self) -> str:

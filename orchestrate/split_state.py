@@ -20,7 +20,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from orchestrate.plan import Extract, Plan
+from orchestrate.plan import Extract, Plan, run_state_id
 from orchestrate.project import ROOT, Project, ProjectError
 
 MELTANO = ROOT / ".venv" / "bin" / "meltano"
@@ -50,7 +50,12 @@ def meltano(*args: str) -> str:
 
 def combined_id(step: Extract) -> str:
     """The state ID of `meltano run <extractor> <loader>` and of jobs running that pair."""
-    return f"{step.environment}:{step.extractor}-to-{step.loader}"
+    return run_state_id(step.environment, step.extractor, step.loader)
+
+
+def stored(state_id: str) -> dict:
+    out = meltano("state", "get", state_id).strip()
+    return json.loads(out) if out else {}
 
 
 def steps_of(plan: Plan) -> list[Extract]:
@@ -61,8 +66,7 @@ def plan_moves(plan: Plan) -> list[Move]:
     steps = steps_of(plan)
     combined: dict[str, dict] = {}
     for source in sorted({combined_id(x) for x in steps}):
-        out = meltano("state", "get", source).strip()
-        combined[source] = json.loads(out) if out else {}
+        combined[source] = stored(source)
     moves = []
     for step in steps:
         state = combined[combined_id(step)]
@@ -77,11 +81,6 @@ def plan_moves(plan: Plan) -> list[Move]:
     return moves
 
 
-def _stored(state_id: str) -> dict:
-    out = meltano("state", "get", state_id).strip()
-    return json.loads(out) if out else {}
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="orchestrate.split_state", description=__doc__)
     parser.add_argument("--environment", default=os.environ.get("MELTANO_ENVIRONMENT", "dev"))
@@ -94,7 +93,7 @@ def main(argv: list[str]) -> int:
         planned = {m.target_id: m.state for m in moves}
         listed = meltano("state", "list", "--pattern", f"{args.environment}:pgp-*").split()
         existing = planned.keys() & set(listed)
-        done = {i for i in existing if planned[i] is not None and _stored(i) == planned[i]}
+        done = {i for i in existing if planned[i] is not None and stored(i) == planned[i]}
         clash = sorted(existing - done)
         if clash:
             raise SplitError(
