@@ -443,6 +443,11 @@ def test_bad_settings_are_one_line_naming_the_variable() -> None:
         ProjectError, match=r"^PGP_RETRIES: expected a whole number >= 0, got '-1'$"
     ):
         Settings.from_env({"PGP_RETRIES": "-1"})
+    with pytest.raises(ProjectError) as exc:
+        Settings.from_env({"PGP_CATALOG_URI": "gs://bucket/catalogs"})
+    assert str(exc.value) == (
+        "PGP_CATALOG_URI: expected file:///... or s3://..., got 'gs://bucket/catalogs'"
+    )
 
 
 def test_project_follows_include_paths(tmp_path: Path) -> None:
@@ -505,6 +510,10 @@ def test_bad_manifest_is_one_line_naming_file_and_table(tmp_path: Path) -> None:
     manifest.write_text("tables: [\n")
     with pytest.raises(ProjectError, match=rf"^{manifest}: invalid YAML: "):
         manifest_streams(manifest, "main")
+    manifest.write_text("tables:\n  issues:\n    database_type: [main]\n")
+    with pytest.raises(ProjectError) as exc:
+        manifest_streams(manifest, "main")
+    assert str(exc.value) == f"{manifest}: table 'issues': database_type must be a string"
 
 
 # --------------------------------------------------------------------------- real runs
